@@ -1,0 +1,30 @@
+"""Run one function over many argument lists, a bounded number at a time,
+with every finished result checkpointed to disk.
+
+Examples
+--------
+>>> from thread_chunks import chunk
+>>> chunk(pow, [[2, 3], [3, 2]], chunk_size=2, progress_bar=False)
+[8, 9]
+"""
+
+from ._actors import LabelledActor as LabelledActor
+from ._checkpoint import Checkpoint as Checkpoint
+from ._checkpoint import CheckpointFailedWarning as CheckpointFailedWarning
+from ._chunker import Chunker as Chunker
+from ._config import config as config
+from ._core import achunk as achunk
+from ._sync import chunk as chunk
+
+__version__ = "2.0.0.dev0"
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointFailedWarning",
+    "Chunker",
+    "LabelledActor",
+    "__version__",
+    "achunk",
+    "chunk",
+    "config",
+]

@@ -1,0 +1,129 @@
+"""A reusable runner that keeps its workers between runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ._actors import LabelledActor
+from ._config import config
+from ._core import run_plan
+from ._errors import unwrapped_exception_groups
+from ._plan import Plan, check_actors, check_chunk_size, make_plan
+from ._sync import run_blocking
+
+__all__ = ["Chunker"]
+
+
+class Chunker:
+    """Run many parameter lists through the same workers, run after run.
+
+    Its actors are made once and reused, so per-worker state built by a
+    :class:`LabelledActor` subclass (a loaded model, a connection) is paid for
+    once, not once per run.
+
+    Parameters
+    ----------
+    func : callable, optional
+        The function to run. ``None`` runs the function the ``actors`` hold.
+    actors : list of LabelledActor, optional
+        The workers, exactly ``chunk_size`` of them. Defaults to ``chunk_size``
+        plain ``LabelledActor(func)``.
+    chunk_size : int, optional
+        The most calls running at once (default: ``len(actors)`` if given, else
+        ``config.default_chunk_size``, read now).
+    progress_bar : bool, optional
+        The default for each run (default: ``config.progress_bar``, read at
+        each run).
+    path : str or os.PathLike, optional
+        The default checkpoint file for each run.
+
+    Examples
+    --------
+    >>> from thread_chunks import Chunker
+    >>> chunker = Chunker(abs, chunk_size=2, progress_bar=False)
+    >>> chunker([[-1], [-2]])
+    [1, 2]
+    >>> chunker([[3, 4]], func=max)  # later runs keep using max
+    [4]
+    >>> import anyio
+    >>> anyio.run(chunker.achunk, [[5, 1]])
+    [5]
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any] | None = None,
+        actors: Sequence[LabelledActor] | None = None,
+        chunk_size: int | None = None,
+        progress_bar: bool | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        actor_list = check_actors(actors, func)
+        if chunk_size is None:
+            chunk_size = len(actor_list) if actor_list else config.default_chunk_size
+        check_chunk_size(chunk_size)
+        if func is not None and not actor_list:
+            actor_list = [LabelledActor(func) for _ in range(chunk_size)]
+        self._plan_arguments: dict[str, Any] = {
+            "actors": actor_list,
+            "chunk_size": chunk_size,
+            "progress_bar": progress_bar,
+            "path": path,
+        }
+        self._running = False
+        make_plan(func, [], **self._plan_arguments)  # fail now, not at the first run
+
+    def __call__(
+        self,
+        parameters: Iterable[Sequence[Any]],
+        func: Callable[..., Any] | None = None,
+        progress_bar: bool | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> list[Any]:
+        """Run every call and return the results in order; see :func:`chunk`."""
+        plan = self._plan(parameters, func, progress_bar, path)
+        self._enter()
+        try:
+            return run_blocking(plan)
+        finally:
+            self._running = False
+
+    async def achunk(
+        self,
+        parameters: Iterable[Sequence[Any]],
+        func: Callable[..., Any] | None = None,
+        progress_bar: bool | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> list[Any]:
+        """Run every call and return the results in order; see :func:`achunk`."""
+        plan = self._plan(parameters, func, progress_bar, path)
+        self._enter()
+        try:
+            with unwrapped_exception_groups():
+                return await run_plan(plan)
+        finally:
+            self._running = False
+
+    def _plan(
+        self,
+        parameters: Iterable[Sequence[Any]],
+        func: Callable[..., Any] | None,
+        progress_bar: bool | None,
+        path: str | os.PathLike[str] | None,
+    ) -> Plan:
+        arguments = dict(self._plan_arguments)
+        if progress_bar is not None:
+            arguments["progress_bar"] = progress_bar
+        if path is not None:
+            arguments["path"] = path
+        return make_plan(func, parameters, **arguments)
+
+    def _enter(self) -> None:
+        if self._running:
+            raise RuntimeError(
+                "this Chunker is already running: its actors can serve one run at "
+                "a time, so create one Chunker per concurrent run"
+            )
+        self._running = True

@@ -1,0 +1,254 @@
+"""Checkpointing: resume, replacement, what counts as the same run, bad files."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from saveable_objects import SaveableObject
+
+from thread_chunks import Checkpoint, CheckpointFailedWarning, achunk, chunk
+
+PARAMS = [[1, 4], [2, 5], [3, 6]]
+
+
+class Counted:
+    """A function that records which argument lists it was called with."""
+
+    def __init__(self, func: Any = None) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.lock = threading.Lock()
+        self.func = func or (lambda x, y: x + y)
+        self.__qualname__ = "f"
+
+    def __call__(self, *args: Any) -> Any:
+        with self.lock:
+            self.calls.append(args)
+        return self.func(*args)
+
+
+def interrupted_run(path: Path, params: list[Any], fail_at: int) -> None:
+    """Run ``f`` over ``params`` and crash at call ``fail_at`` (chunk_size 1)."""
+
+    def f(x: Any, y: Any) -> Any:
+        if [x, y] == params[fail_at]:
+            raise RuntimeError("crash")
+        return x + y
+
+    f.__qualname__ = "f"
+    with pytest.raises(RuntimeError, match="crash"):
+        chunk(f, params, chunk_size=1, progress_bar=False, path=path)
+
+
+def test_rerun_repeats_no_completed_call(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    interrupted_run(path, PARAMS, fail_at=2)
+    assert Checkpoint.load(path).completed == [True, True, False]
+    f = Counted()
+    assert chunk(f, PARAMS, progress_bar=False, path=path) == [5, 7, 9]
+    assert f.calls == [(3, 6)]
+    g = Counted()
+    assert chunk(g, PARAMS, progress_bar=False, path=path) == [5, 7, 9]
+    assert g.calls == []
+
+
+@pytest.mark.parametrize(
+    ("func_name", "new_params"),
+    [
+        ("g", PARAMS),  # a different function
+        ("f", [[0, 4], [2, 5], [3, 6]]),  # different parameters
+        ("f", [*PARAMS, [3, 7]]),  # more parameters
+        ("f", PARAMS[:2]),  # fewer parameters
+        ("f", [PARAMS[1], PARAMS[0], PARAMS[2]]),  # another order
+    ],
+    ids=["function", "values", "more", "fewer", "order"],
+)
+def test_other_runs_replace_the_checkpoint(
+    tmp_path: Path, func_name: str, new_params: list[list[int]]
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    interrupted_run(path, PARAMS, fail_at=2)
+    func = Counted()
+    func.__qualname__ = func_name
+    out = chunk(func, new_params, progress_bar=False, path=path)
+    assert out == [x + y for x, y in new_params]
+    assert sorted(func.calls) == sorted(tuple(p) for p in new_params)
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.func_name == func_name
+    assert checkpoint.parameters == new_params
+    assert checkpoint.output == out
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.arange(6.0).reshape(2, 3),
+        np.array([1.0, np.nan]),
+        {"a": np.ones(3), "b": [1, {2, 3}]},
+        {1, 2, 3},
+        [[1, [2, (3,)]], "x"],
+        float("nan"),
+        None,
+    ],
+    ids=["array", "nan-array", "dict", "set", "nested", "nan", "none"],
+)
+def test_equal_parameters_of_many_kinds_resume(tmp_path: Path, value: Any) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    params = [[value, 0], [value, 1], [value, 2]]
+    first = Counted(lambda v, i: i)
+    chunk(first, params, progress_bar=False, path=path)
+    again = Counted(lambda v, i: i)
+    # Copies made by pickling, as a new process would have.
+    copies = pickle.loads(pickle.dumps(params))
+    assert chunk(again, copies, progress_bar=False, path=path) == [0, 1, 2]
+    assert again.calls == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (np.arange(3), np.arange(3) + 1),
+        (np.arange(3), np.arange(3.0)),  # same values, other dtype
+        (np.arange(3), np.arange(4)),
+        ({"a": 1}, {"a": 2}),
+        ({1, 2}, {1, 3}),
+        (1, 1.0),
+        ([1, 2], (1, 2)),
+    ],
+    ids=["values", "dtype", "shape", "dict", "set", "int-float", "list-tuple"],
+)
+def test_different_parameters_are_not_mistaken_for_equal(
+    tmp_path: Path, old: Any, new: Any
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    chunk(Counted(lambda v: 1), [[old]], progress_bar=False, path=path)
+    again = Counted(lambda v: 2)
+    assert chunk(again, [[new]], progress_bar=False, path=path) == [2]
+    assert len(again.calls) == 1
+
+
+def test_falsy_results_count_as_completed(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    values: list[Any] = [None, 0, [], False]
+    chunk(Counted(lambda v, _: v), [[v, 0] for v in values], progress_bar=False,
+          path=path)
+    assert Checkpoint.load(path).completed == [True] * 4
+    again = Counted(lambda v, _: "recomputed")
+    assert chunk(again, [[v, 0] for v in values], progress_bar=False,
+                 path=path) == values
+    assert again.calls == []
+
+
+def test_path_may_be_str_or_pathlike_and_both_mean_the_same_file(
+    tmp_path: Path,
+) -> None:
+    chunk(Counted(), PARAMS, progress_bar=False, path=str(tmp_path / "c.pkl"))
+    again = Counted()
+    chunk(again, PARAMS, progress_bar=False, path=tmp_path / "c.pkl")
+    assert again.calls == []
+
+
+def test_final_checkpoint_holds_everything_and_loads_with_saveable_objects(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    out = chunk(Counted(), PARAMS, progress_bar=False, path=path)
+    plain = SaveableObject.load(str(path))
+    assert isinstance(plain, Checkpoint)
+    assert plain.output == out
+    assert plain.completed == [True, True, True]
+    assert plain.done == 3
+    assert plain.func_name == "f"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pkl"]
+
+
+def test_checkpoint_load_shows_progress_during_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    seen_during_run: list[Checkpoint] = []
+
+    def f(i: int) -> int:
+        if i == 3:
+            # Calls 0..2 are done; their results reach the disk promptly.
+            deadline = time.monotonic() + 10
+            while Checkpoint.load(path).done < 3 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            seen_during_run.append(Checkpoint.load(path))
+        return i * 10
+
+    chunk(f, [[i] for i in range(5)], chunk_size=1, progress_bar=False, path=path)
+    (during,) = seen_during_run
+    assert during.output == [0, 10, 20, None, None]
+    assert during.completed == [True, True, True, False, False]
+    assert during.index >= 2
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"garbage, not a pickle", pickle.dumps({"another": "program"})[:-3],
+     pickle.dumps({"another": "program"})],
+    ids=["empty", "garbage", "truncated", "foreign"],
+)
+def test_unreadable_checkpoint_is_moved_aside_with_a_warning(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    path.write_bytes(content)
+    with pytest.warns(CheckpointFailedWarning, match=r"checkpoint\.pkl.*cannot be read"):
+        out = chunk(Counted(), PARAMS, progress_bar=False, path=path)
+    assert out == [5, 7, 9]
+    assert (tmp_path / "checkpoint.pkl.unreadable").read_bytes() == content
+    assert Checkpoint.load(path).output == out
+
+
+def test_a_second_unreadable_file_does_not_overwrite_the_first(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    (tmp_path / "checkpoint.pkl.unreadable").write_bytes(b"first")
+    path.write_bytes(b"second")
+    with pytest.warns(CheckpointFailedWarning):
+        chunk(Counted(), PARAMS, progress_bar=False, path=path)
+    assert (tmp_path / "checkpoint.pkl.unreadable").read_bytes() == b"first"
+    assert (tmp_path / "checkpoint.pkl.unreadable-1").read_bytes() == b"second"
+
+
+def test_unpicklable_results_warn_once_and_are_still_returned(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+
+    def f(i: int) -> Any:
+        return threading.Lock() if i % 2 else i
+
+    with pytest.warns(CheckpointFailedWarning, match="cannot be pickled") as record:
+        out = chunk(f, [[i] for i in range(6)], chunk_size=1, progress_bar=False,
+                    path=path)
+    assert len(record) == 1
+    assert [type(o) for o in out[1::2]] == [type(threading.Lock())] * 3
+    assert out[::2] == [0, 2, 4]
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.completed == [True, False] * 3
+    assert checkpoint.output[::2] == [0, 2, 4]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_achunk_resumes_on_both_backends(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    interrupted_run(path, PARAMS, fail_at=1)
+    f = Counted()
+    assert await achunk(f, PARAMS, progress_bar=False, path=path) == [5, 7, 9]
+    assert sorted(f.calls) == [(2, 5), (3, 6)]
+
+
+def test_resume_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    interrupted_run(path, PARAMS, fail_at=2)
+    with caplog.at_level(logging.INFO, logger="thread_chunks"):
+        chunk(Counted(), PARAMS, progress_bar=False, path=path)
+    assert "resuming from checkpoint" in caplog.text
+    assert "2 of 3 calls already done" in caplog.text
