@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -39,5 +38,5 @@ class Spy:
 
 
 @pytest.fixture
-def spy() -> Iterator[Spy]:
-    yield Spy()
+def spy() -> Spy:
+    return Spy()

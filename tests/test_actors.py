@@ -42,15 +42,17 @@ def test_func_replaces_the_function_of_given_actors() -> None:
 
 def test_actors_count_must_equal_chunk_size() -> None:
     with pytest.raises(ValueError, match=r"got 2 actors for chunk_size=3"):
-        chunk(None, [[1]], actors=[LabelledActor(abs), LabelledActor(abs)],
-              chunk_size=3)
+        chunk(
+            None, [[1]], actors=[LabelledActor(abs), LabelledActor(abs)], chunk_size=3
+        )
 
 
 @pytest.mark.anyio
 async def test_achunk_with_actors_and_no_func_runs_their_function() -> None:
     actors = [Exclusive(), Exclusive()]
-    out = await achunk(None, [[i] for i in range(10)], actors=actors,
-                       progress_bar=False)
+    out = await achunk(
+        None, [[i] for i in range(10)], actors=actors, progress_bar=False
+    )
     assert out == list(range(10))
 
 

@@ -136,12 +136,14 @@ def test_different_parameters_are_not_mistaken_for_equal(
 def test_falsy_results_count_as_completed(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pkl"
     values: list[Any] = [None, 0, [], False]
-    chunk(Counted(lambda v, _: v), [[v, 0] for v in values], progress_bar=False,
-          path=path)
+    chunk(
+        Counted(lambda v, _: v), [[v, 0] for v in values], progress_bar=False, path=path
+    )
     assert Checkpoint.load(path).completed == [True] * 4
     again = Counted(lambda v, _: "recomputed")
-    assert chunk(again, [[v, 0] for v in values], progress_bar=False,
-                 path=path) == values
+    assert (
+        chunk(again, [[v, 0] for v in values], progress_bar=False, path=path) == values
+    )
     assert again.calls == []
 
 
@@ -190,8 +192,12 @@ def test_checkpoint_load_shows_progress_during_the_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"garbage, not a pickle", pickle.dumps({"another": "program"})[:-3],
-     pickle.dumps({"another": "program"})],
+    [
+        b"",
+        b"garbage, not a pickle",
+        pickle.dumps({"another": "program"})[:-3],
+        pickle.dumps({"another": "program"}),
+    ],
     ids=["empty", "garbage", "truncated", "foreign"],
 )
 def test_unreadable_checkpoint_is_moved_aside_with_a_warning(
@@ -199,7 +205,9 @@ def test_unreadable_checkpoint_is_moved_aside_with_a_warning(
 ) -> None:
     path = tmp_path / "checkpoint.pkl"
     path.write_bytes(content)
-    with pytest.warns(CheckpointFailedWarning, match=r"checkpoint\.pkl.*cannot be read"):
+    with pytest.warns(
+        CheckpointFailedWarning, match=r"checkpoint\.pkl.*cannot be read"
+    ):
         out = chunk(Counted(), PARAMS, progress_bar=False, path=path)
     assert out == [5, 7, 9]
     assert (tmp_path / "checkpoint.pkl.unreadable").read_bytes() == content
@@ -223,8 +231,9 @@ def test_unpicklable_results_warn_once_and_are_still_returned(tmp_path: Path) ->
         return threading.Lock() if i % 2 else i
 
     with pytest.warns(CheckpointFailedWarning, match="cannot be pickled") as record:
-        out = chunk(f, [[i] for i in range(6)], chunk_size=1, progress_bar=False,
-                    path=path)
+        out = chunk(
+            f, [[i] for i in range(6)], chunk_size=1, progress_bar=False, path=path
+        )
     assert len(record) == 1
     assert [type(o) for o in out[1::2]] == [type(threading.Lock())] * 3
     assert out[::2] == [0, 2, 4]

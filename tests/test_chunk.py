@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from thread_chunks import achunk, chunk, config
@@ -67,7 +68,8 @@ def test_chunk_drives_a_private_loop_off_the_caller_thread() -> None:
         return "ok"
 
     assert chunk(where, [[]], progress_bar=False) == ["ok"]
-    assert seen and seen[0] != threading.current_thread().name
+    assert seen
+    assert seen[0] != threading.current_thread().name
 
 
 def test_default_chunk_size_comes_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +97,7 @@ async def test_achunk_awaits_coroutine_functions_on_the_loop() -> None:
     loop_thread = threading.current_thread()
 
     async def double(x: int) -> tuple[int, bool]:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return 2 * x, threading.current_thread() is loop_thread
 
     out = await achunk(double, [[1], [2], [3]], chunk_size=2, progress_bar=False)

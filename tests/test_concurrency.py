@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from tests.conftest import Spy
@@ -25,8 +26,9 @@ async def test_peak_concurrency_of_threads_equals_chunk_size(chunk_size: int) ->
         return i
 
     n = 4 * chunk_size
-    out = await achunk(f, [[i] for i in range(n)], chunk_size=chunk_size,
-                       progress_bar=False)
+    out = await achunk(
+        f, [[i] for i in range(n)], chunk_size=chunk_size, progress_bar=False
+    )
     assert out == list(range(n))
     assert spy.peak == chunk_size
 
@@ -43,12 +45,15 @@ async def test_peak_concurrency_of_coroutines_equals_chunk_size(
             if spy.running == chunk_size:
                 gate.set()
             await gate.wait()
-            await anyio.sleep(0)  # let any call beyond the bound start and show
+            await (
+                anyio.lowlevel.checkpoint()
+            )  # let any call beyond the bound start and show
         return i
 
     n = 3 * chunk_size
-    out = await achunk(f, [[i] for i in range(n)], chunk_size=chunk_size,
-                       progress_bar=False)
+    out = await achunk(
+        f, [[i] for i in range(n)], chunk_size=chunk_size, progress_bar=False
+    )
     assert out == list(range(n))
     assert spy.peak == chunk_size
 

@@ -12,7 +12,7 @@ def test_public_objects_claim_the_public_module() -> None:
         obj = getattr(thread_chunks, name)
         if callable(obj):
             assert obj.__module__.startswith("thread_chunks"), name
-            assert obj.__doc__ and "Examples" in obj.__doc__, name
+            assert "Examples" in (obj.__doc__ or ""), name
 
 
 def test_version_is_a_string() -> None:

@@ -218,10 +218,9 @@ class _Runner:
             )
             return result
         async with self.limiter:
-            # Like a thread, a started call runs to the end even if cancelled.
-            with anyio.CancelScope(shield=True):
-                _, coroutine = actor.run(i, *args)
-                return await coroutine
+            # Unlike a thread, a coroutine can be cancelled: it has no result yet.
+            _, coroutine = actor.run(i, *args)
+            return await coroutine
 
     def raise_first_failure(self) -> None:
         """Raise the first exception a call raised, noting which call it was."""

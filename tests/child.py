@@ -1,0 +1,55 @@
+"""A child process for the crash tests: a checkpointed run that logs what it does.
+
+Usage: python child.py PATH LOG N CHUNK_SIZE DELAY
+
+Each call ``work(i)`` logs ``start i``, waits ``DELAY`` seconds (the work), logs
+``done i`` and returns ``i * i``. Each journal write logs ``committed i,j,...``
+once its fsync has returned. Lines are appended with one ``write`` each.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+
+def main(path: str, log_path: str, n: int, chunk_size: int, delay: float) -> None:
+    from thread_chunks import _journal, chunk
+
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+
+    def log(line: str) -> None:
+        os.write(log_fd, f"{line}\n".encode())
+
+    append = _journal.JournalWriter.append
+
+    def logged_append(self: Any, indices: Any, results: Any, index: int) -> Any:
+        unpicklable = append(self, indices, results, index)
+        log("committed " + ",".join(map(str, indices)))
+        return unpicklable
+
+    _journal.JournalWriter.append = logged_append  # type: ignore[method-assign]
+    pause = threading.Event()
+
+    def work(i: int) -> int:
+        log(f"start {i}")
+        pause.wait(delay)
+        log(f"done {i}")
+        return i * i
+
+    chunk(
+        work,
+        [[i] for i in range(n)],
+        chunk_size=chunk_size,
+        progress_bar=False,
+        path=path,
+    )
+    log("finished")
+
+
+if __name__ == "__main__":
+    main(
+        sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    )

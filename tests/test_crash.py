@@ -1,0 +1,111 @@
+"""Real child processes, killed with SIGKILL or interrupted with SIGINT mid-run."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from thread_chunks import Checkpoint
+
+CHILD = Path(__file__).with_name("child.py")
+
+
+class Child:
+    """One run of ``child.py`` and the log it writes."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        n: int,
+        chunk_size: int,
+        delay: float,
+        log_name: str = "log.txt",
+    ) -> None:
+        self.path = tmp_path / "checkpoint.pkl"
+        self.log = tmp_path / log_name
+        self.log.touch()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(CHILD),
+                str(self.path),
+                str(self.log),
+                str(n),
+                str(chunk_size),
+                str(delay),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def lines(self, kind: str) -> list[int]:
+        values = []
+        for line in self.log.read_text().splitlines():
+            word, _, rest = line.partition(" ")
+            if word == kind:
+                values += [int(v) for v in rest.split(",") if v]
+        return values
+
+    def wait_for(self, kind: str, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.lines(kind)) < count:
+            assert self.process.poll() is None, self.process.stderr.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, f"no {count} {kind!r} lines in time"
+            time.sleep(0.001)
+
+    def finish(self) -> tuple[int, str]:
+        _, stderr = self.process.communicate(timeout=60)
+        return self.process.returncode, stderr
+
+
+def check_resume(tmp_path: Path, first: Child, n: int) -> None:
+    """The checkpoint left by ``first`` loads and a rerun repeats nothing saved."""
+    committed = set(first.lines("committed"))
+    checkpoint = Checkpoint.load(first.path)
+    saved = {i for i, done in enumerate(checkpoint.completed) if done}
+    assert committed <= saved, "a committed result is missing after the kill"
+    assert all(checkpoint.output[i] == i * i for i in saved)
+    rerun = Child(tmp_path, n, 2, 0.0, log_name="rerun.txt")
+    assert rerun.finish()[0] == 0
+    repeated = set(rerun.lines("start"))
+    assert not repeated & saved, "a saved call ran again"
+    assert repeated == set(range(n)) - saved
+    final = Checkpoint.load(first.path)
+    assert final.output == [i * i for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_sigkill_at_a_random_instant_loses_no_committed_result(
+    tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    n = 1000
+    child = Child(tmp_path, n, chunk_size=2, delay=rng.choice([0.0, 0.001, 0.005]))
+    child.wait_for("done", rng.randrange(1, 100))
+    time.sleep(rng.uniform(0, 0.005))  # a random instant, not a synchronisation
+    child.process.send_signal(signal.SIGKILL)
+    assert child.finish()[0] == -signal.SIGKILL
+    assert "finished" not in child.log.read_text(), "killed too late to test"
+    check_resume(tmp_path, child, n)
+
+
+def test_sigint_lets_running_calls_finish_then_exits(tmp_path: Path) -> None:
+    n = 20
+    child = Child(tmp_path, n, chunk_size=2, delay=0.3)
+    child.wait_for("start", 4)  # calls 2 and 3 are running
+    child.process.send_signal(signal.SIGINT)
+    returncode, stderr = child.finish()
+    assert returncode in (-signal.SIGINT, 130), stderr
+    assert "KeyboardInterrupt" in stderr
+    started, done = child.lines("start"), child.lines("done")
+    assert sorted(started) == sorted(done), "a running call was abandoned"
+    assert len(done) < n, "the run went on after Ctrl-C"
+    checkpoint = Checkpoint.load(child.path)
+    assert [i for i, d in enumerate(checkpoint.completed) if d] == sorted(done)
+    check_resume(tmp_path, child, n)
