@@ -23,14 +23,14 @@ def main(path: str, log_path: str, n: int, chunk_size: int, delay: float) -> Non
     def log(line: str) -> None:
         os.write(log_fd, f"{line}\n".encode())
 
-    append = _journal.JournalWriter.append
+    append = _journal.Journal.append
 
     def logged_append(self: Any, indices: Any, results: Any, index: int) -> Any:
         unpicklable = append(self, indices, results, index)
         log("committed " + ",".join(map(str, indices)))
         return unpicklable
 
-    _journal.JournalWriter.append = logged_append  # type: ignore[method-assign]
+    _journal.Journal.append = logged_append  # type: ignore[method-assign]
     pause = threading.Event()
 
     def work(i: int) -> int:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Sequence
 from typing import Any
 
 from saveable_objects import SaveableObject
 
 from ._equality import same_parameters
-from ._journal import replay, write_snapshot
+from ._journal import decode_frame, read_journal, write_snapshot
 
 __all__ = ["Checkpoint", "CheckpointFailedWarning", "read_checkpoint"]
 
@@ -169,6 +168,21 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
         checkpoint.path = resolved if new_path is None else new_path
         return checkpoint
 
+    @classmethod
+    def _from_journal(cls, header: bytes, *records: bytes) -> Checkpoint:
+        """Rebuild a checkpoint from the frames of its file; pickle calls this."""
+        checkpoint: Checkpoint = decode_frame(header)
+        for record in records:
+            checkpoint.apply(*decode_frame(record))
+        return checkpoint
+
+    def apply(self, indices: Sequence[int], results: Sequence[Any], index: int) -> None:
+        """Record ``results[k]`` as the output of call ``indices[k]``, for each k."""
+        for i, result in zip(indices, results, strict=True):
+            self.output[i] = result
+            self.completed[i] = True
+        self.index = max(self.index, index)
+
     def arguments(self) -> dict[str, Any]:
         """The arguments that identify this checkpoint, saved after the snapshot."""
         return {"func_name": self.func_name, "parameters": self.parameters}
@@ -203,15 +217,23 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
 
 def read_checkpoint(
     path: str, cls: type[Checkpoint] = Checkpoint, strict_typing: bool = True
-) -> tuple[Checkpoint, int]:
-    """Read the checkpoint file at ``path``: its snapshot, then every valid record.
+) -> tuple[Checkpoint, int | None]:
+    """Read the checkpoint file at ``path`` with every result saved in it.
 
-    Returns the checkpoint and the offset where the file's valid data ends.
+    Returns the checkpoint and the offset where new records may be appended,
+    or ``None`` for a file in another format (a plain pickle of a checkpoint).
     """
     with open(path, "rb") as file:
-        checkpoint: Checkpoint = cls._load(file, None, strict_typing)
-        try:
-            pickle.load(file)  # the arguments the snapshot was made from
-        except EOFError:
-            return checkpoint, file.tell()
-        return checkpoint, replay(file, checkpoint)
+        journal = read_journal(file)
+        if journal is None:
+            file.seek(0)
+            checkpoint: Checkpoint = cls._load(file, None, strict_typing)
+            return checkpoint, None
+    header, records, end, _ = journal
+    if strict_typing and not isinstance(header, cls):
+        raise TypeError(
+            f"{path!r} holds a {type(header).__name__}, not a {cls.__name__}"
+        )
+    for record in records:
+        header.apply(*record)
+    return header, end

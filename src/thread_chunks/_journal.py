@@ -1,36 +1,48 @@
-"""The checkpoint file format: a snapshot, then appended records of new results.
+"""The checkpoint file: one pickle stream that grows by appended records.
 
-A file holds, back to back:
+A finished file is a single ordinary pickle, so ``pickle.load`` and
+``saveable_objects.SaveableObject.load`` read it, followed by the pickle of the
+arguments it was made from, as ``saveable_objects`` writes them::
 
-1. a cloudpickle of the :class:`~thread_chunks.Checkpoint` (the snapshot),
-2. a pickle of the arguments it was made from, as ``saveable_objects`` writes,
-3. zero or more records, each ``MAGIC | length | crc32 | payload`` where the
-   payload pickles ``(indices, results, index)``.
+    PROTO 5, GLOBAL thread_chunks.Checkpoint._from_journal, MARK
+    BINBYTES8 <crc32 | pickled Checkpoint>          the header, written once
+    BINBYTES8 <crc32 | pickled (indices, results)>  one record per write ...
+    TUPLE, REDUCE, STOP                             the tail, when finished
+    <pickled arguments>
 
-Snapshots are only ever written whole, to a temporary file that replaces the old
-one atomically. Records are only ever appended and fsynced; a record cut short
-by a crash fails its length or checksum and is ignored with everything after it.
-Every function here blocks: callers run them in a worker thread.
+Unpickling calls ``Checkpoint._from_journal(header, *records)``, which replays
+the records. While a run goes on the tail is missing and records are only ever
+appended and fsynced: the bytes already written never change, so results cost
+what they weigh once. A record cut short by a crash fails its length or its
+checksum and :func:`read_journal` ignores it. A finished file is reopened by
+cutting off its tail. Every function here blocks: callers use worker threads.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import struct
 import tempfile
 import zlib
-from collections.abc import Sequence
-from typing import IO, Any, Protocol
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
 
 import cloudpickle
 
-__all__ = ["JournalWriter", "move_aside", "replay", "write_snapshot"]
+__all__ = ["Journal", "decode_frame", "read_journal", "write_snapshot"]
 
-MAGIC = b"TCJ\x01"
-_FRAME = struct.Struct("<4sQI")
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_PROTOCOL = 5
+PREFIX = (
+    b"\x80\x05"  # PROTO 5
+    + b"\x8c\x0dthread_chunks"  # SHORT_BINUNICODE
+    + b"\x8c\x18Checkpoint._from_journal"  # SHORT_BINUNICODE
+    + b"\x93"  # STACK_GLOBAL
+    + b"("  # MARK
+)
+TAIL = b"tR."  # TUPLE, REDUCE, STOP
+_BINBYTES8 = 0x8E
+_FRAME_HEAD = struct.Struct("<BQI")  # BINBYTES8, payload length, crc32 of the pickle
 
 
 def _current_umask() -> int:
@@ -39,29 +51,168 @@ def _current_umask() -> int:
     return mask
 
 
-# Temporary files are created private; the checkpoint gets the usual mode.
+# Temporary files are created private; checkpoints get the usual file mode.
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
-class Progress(Protocol):
-    """What a record updates: the fields of a :class:`~thread_chunks.Checkpoint`."""
+class _FrameWriter:
+    """A file-like sink that pickles straight to disk as one frame.
 
-    output: list[Any]
-    completed: list[bool]
-    index: int
+    The frame's head (length and checksum) is written last, over the space
+    reserved for it, so a frame is never valid before all its bytes are there.
+    """
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd = fd
+        self.start = offset
+        self.offset = offset + _FRAME_HEAD.size
+        self.crc = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.crc = zlib.crc32(view, self.crc)
+        self.offset = _pwrite_all(self.fd, view, self.offset)
+        return len(view)
+
+    def seal(self) -> int:
+        length = self.offset - self.start - _FRAME_HEAD.size + 4
+        _pwrite_all(self.fd, _FRAME_HEAD.pack(_BINBYTES8, length, self.crc), self.start)
+        return self.offset
 
 
-def dumps(obj: Any) -> bytes:
-    """Pickle ``obj`` as checkpoints do (cloudpickle, highest protocol)."""
-    return cloudpickle.dumps(obj, protocol=_PROTOCOL)  # type: ignore[no-any-return]
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> int:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        offset += written
+        view = view[written:]
+    return offset
 
 
-def write_snapshot(path: str, snapshot: object, arguments: dict[str, Any]) -> int:
-    """Atomically replace ``path`` with ``snapshot`` and ``arguments``.
+def _write_frame(fd: int, offset: int, obj: Any) -> int:
+    """Pickle ``obj`` as a frame at ``offset``; return where the frame ends."""
+    frame = _FrameWriter(fd, offset)
+    cloudpickle.CloudPickler(frame, protocol=_PROTOCOL).dump(obj)
+    return frame.seal()
 
-    Writes a temporary file in the same directory, fsyncs it, renames it over
-    ``path`` and fsyncs the directory, so that ``path`` holds either the old or
-    the new file after a crash at any instant. Returns the new file's size.
+
+def decode_frame(payload: bytes | memoryview) -> Any:
+    """Unpickle the payload of a frame (checksum, then pickle), checking it."""
+    (crc,) = struct.unpack_from("<I", payload)
+    body = memoryview(payload)[4:]
+    if zlib.crc32(body) != crc:
+        raise pickle.UnpicklingError("checkpoint record fails its checksum")
+    return pickle.loads(body)
+
+
+class Journal:
+    """An open checkpoint file that records are appended to.
+
+    Use :meth:`create` for a new file or :meth:`reopen` to continue one.
+    """
+
+    def __init__(self, path: str, fd: int, end: int) -> None:
+        self.path = path
+        self._fd = fd
+        self._end = end
+
+    @classmethod
+    def create(cls, path: str, header: object) -> Journal:
+        """Atomically replace ``path`` by a new journal holding ``header``."""
+        end = _replace_atomically(
+            path, lambda fd: _write_frame(fd, _prefix(fd), header)
+        )
+        return cls.reopen(path, end)
+
+    @classmethod
+    def reopen(cls, path: str, end: int) -> Journal:
+        """Open ``path`` for appending after ``end``, cutting off what follows."""
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.ftruncate(fd, end)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, end)
+
+    def append(
+        self, indices: Sequence[int], results: Sequence[Any], index: int
+    ) -> list[int]:
+        """Append one record of results and fsync it.
+
+        Returns the indices whose results cannot be pickled: they are left out.
+        On ``OSError`` the file is cut back to its last record, then it raises.
+        """
+        try:
+            end = _write_frame(self._fd, self._end, (indices, results, index))
+            unpicklable: list[int] = []
+        except OSError:
+            os.ftruncate(self._fd, self._end)
+            raise
+        except Exception:
+            os.ftruncate(self._fd, self._end)
+            pairs = list(zip(indices, results, strict=True))
+            unpicklable = [i for i, result in pairs if not _picklable(result)]
+            skip = set(unpicklable)
+            kept = [(i, result) for i, result in pairs if i not in skip]
+            record = ([i for i, _ in kept], [result for _, result in kept], index)
+            try:
+                end = _write_frame(self._fd, self._end, record)
+            except BaseException:
+                os.ftruncate(self._fd, self._end)
+                raise
+        try:
+            os.fsync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, self._end)
+            raise
+        self._end = end
+        return unpicklable
+
+    def finish(self, arguments: dict[str, Any]) -> None:
+        """Write the tail and the arguments, fsync and close: a plain pickle now."""
+        try:
+            data = TAIL + pickle.dumps(arguments, protocol=_PROTOCOL)
+            _pwrite_all(self._fd, data, self._end)
+            os.fsync(self._fd)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the file, leaving it as it is (readable, not finished)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _picklable(obj: object) -> bool:
+    try:
+        cloudpickle.dumps(obj, protocol=_PROTOCOL)
+    except Exception:
+        return False
+    return True
+
+
+def _prefix(fd: int) -> int:
+    return _pwrite_all(fd, PREFIX, 0)
+
+
+def write_snapshot(path: str, header: object, arguments: dict[str, Any]) -> None:
+    """Atomically replace ``path`` by a finished file holding ``header`` alone."""
+
+    def write(fd: int) -> int:
+        end = _write_frame(fd, _prefix(fd), header)
+        return _pwrite_all(fd, TAIL + pickle.dumps(arguments, protocol=_PROTOCOL), end)
+
+    _replace_atomically(path, write)
+
+
+def _replace_atomically(path: str, write: Any) -> int:
+    """Write a temporary file with ``write(fd)``, fsync it, rename it over ``path``.
+
+    The directory is fsynced too, so that after a crash at any instant ``path``
+    is either the old file or the new one. Returns what ``write`` returned.
     """
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
@@ -70,129 +221,60 @@ def write_snapshot(path: str, snapshot: object, arguments: dict[str, Any]) -> in
     )
     try:
         os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as file:
-            cloudpickle.dump(snapshot, file, protocol=_PROTOCOL)
-            pickle.dump(arguments, file, protocol=_PROTOCOL)
-            file.flush()
-            os.fsync(file.fileno())
-            size = file.tell()
+        end: int = write(fd)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
         os.replace(temp_path, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(temp_path):
             os.unlink(temp_path)
         raise
-    _fsync_directory(directory)
-    return size
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        os.fsync(dir_fd)
     finally:
-        os.close(fd)
+        os.close(dir_fd)
+    return end
 
 
-def replay(file: IO[bytes], progress: Progress) -> int:
-    """Apply the records that follow the snapshot in ``file`` to ``progress``.
+def read_journal(file: IO[bytes]) -> tuple[Any, list[Any], int, bool] | None:
+    """Read a checkpoint file written by :class:`Journal` or :func:`write_snapshot`.
 
-    Stops quietly at the first record that is incomplete or corrupt (the tail
-    of a write cut short by a crash). Returns the offset where valid data ends.
+    Returns ``(header, records, end, finished)``: the unpickled header, the
+    unpickled records in order, where the valid data ends (where to append
+    next) and whether the file was finished. Stops quietly at a record that is
+    incomplete or corrupt. Returns ``None`` if the file is not in this format.
     """
+    if file.read(len(PREFIX)) != PREFIX:
+        return None
+    frames = _frames(file)
+    header = next(frames, None)
+    if header is None:
+        raise pickle.UnpicklingError("checkpoint file ends inside its header")
+    records = list(frames)
     end = file.tell()
-    total = len(progress.output)
-    while True:
-        frame = file.read(_FRAME.size)
-        if len(frame) < _FRAME.size:
-            return end
-        magic, length, checksum = _FRAME.unpack(frame)
-        if magic != MAGIC:
-            return end
-        payload = file.read(length)
-        if len(payload) < length or zlib.crc32(payload) != checksum:
-            return end
-        try:
-            indices, results, index = pickle.loads(payload)
-        except Exception:
-            return end
-        if not all(0 <= i < total for i in indices):
-            return end
-        for i, result in zip(indices, results, strict=True):
-            progress.output[i] = result
-            progress.completed[i] = True
-        progress.index = max(progress.index, index)
-        end = file.tell()
+    finished = file.read(len(TAIL)) == TAIL
+    return header, records, end, finished
 
 
-class JournalWriter:
-    """Appends records to a checkpoint file, one fsync per record.
+def _frames(file: IO[bytes]) -> Iterator[Any]:
+    """Yield the unpickled frames from the current position on.
 
-    Parameters
-    ----------
-    path : str
-        The checkpoint file, which must already hold a snapshot.
-    end : int
-        Where its valid data ends; anything after (a torn record) is cut off.
+    Stops at a frame cut short or failing its checksum (the tail of a write a
+    crash interrupted), leaving the file positioned at its start. A frame that
+    is intact but cannot be unpickled raises: that file is not ours to cut.
     """
-
-    def __init__(self, path: str, end: int) -> None:
-        self._fd = os.open(path, os.O_RDWR)
-        self._end = end
-        os.ftruncate(self._fd, end)
-
-    def append(
-        self, indices: Sequence[int], results: Sequence[Any], index: int
-    ) -> list[int]:
-        """Write one record of results and fsync it.
-
-        Returns the indices whose results could not be pickled: those are left
-        out of the record. On an ``OSError`` the file is cut back to its last
-        complete record before the error propagates.
-        """
-        unpicklable: list[int] = []
-        try:
-            payload = dumps((indices, results, index))
-        except Exception:
-            kept_indices, kept_results = [], []
-            for i, result in zip(indices, results, strict=True):
-                try:
-                    dumps(result)
-                except Exception:
-                    unpicklable.append(i)
-                else:
-                    kept_indices.append(i)
-                    kept_results.append(result)
-            payload = dumps((kept_indices, kept_results, index))
-        frame = _FRAME.pack(MAGIC, len(payload), zlib.crc32(payload))
-        try:
-            offset = self._write_at(self._end, frame)
-            self._write_at(offset, payload)
-            os.fsync(self._fd)
-        except OSError:
-            os.ftruncate(self._fd, self._end)
-            raise
-        self._end += len(frame) + len(payload)
-        return unpicklable
-
-    def _write_at(self, offset: int, data: bytes) -> int:
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self._fd, view, offset)
-            offset += written
-            view = view[written:]
-        return offset
-
-    def close(self) -> None:
-        """Close the file."""
-        os.close(self._fd)
-
-
-def move_aside(path: str) -> str:
-    """Rename an unreadable checkpoint to a free sibling name and return it."""
-    for attempt in range(1000):
-        suffix = ".unreadable" if attempt == 0 else f".unreadable-{attempt}"
-        target = path + suffix
-        if not os.path.exists(target):
-            os.rename(path, target)
-            return target
-    raise FileExistsError(f"too many unreadable copies of {path!r} already exist")
+    while True:
+        start = file.tell()
+        head = file.read(_FRAME_HEAD.size)
+        if len(head) < _FRAME_HEAD.size or head[0] != _BINBYTES8:
+            break
+        _, length, crc = _FRAME_HEAD.unpack(head)
+        body = file.read(length - 4)
+        if len(body) < length - 4 or zlib.crc32(body) != crc:
+            break
+        yield pickle.loads(body)
+    file.seek(start)

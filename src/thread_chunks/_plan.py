@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import cloudpickle
+
 from ._actors import LabelledActor
 from ._checkpoint import Checkpoint
 from ._config import config
-from ._journal import dumps
 
 __all__ = ["Plan", "make_plan"]
 
@@ -192,8 +193,8 @@ def function_name(func: Callable[..., Any]) -> str:
         bound += [f"{k}={v!r}" for k, v in func.keywords.items()]
         shown = ", ".join(bound)
         if len(shown) > 200 or "..." in shown:
-            digest = hashlib.sha256(dumps((func.args, func.keywords))).hexdigest()
-            shown = f"sha256={digest[:16]}"
+            pickled = cloudpickle.dumps((func.args, func.keywords))
+            shown = f"sha256={hashlib.sha256(pickled).hexdigest()[:16]}"
         return f"{function_name(func.func)}({shown})"
     name = getattr(func, "__qualname__", None)
     return name if isinstance(name, str) else type(func).__qualname__

@@ -1,26 +1,29 @@
 """Keeping a checkpoint file in step with a run, without ever blocking the workers.
 
-Workers hand each result to :meth:`CheckpointStore.record`, which only queues it.
-A background task appends everything queued since the last write as one record
-(group commit) in a worker thread, under an :class:`anyio.Lock`, so at most one
-write is in flight and a slow disk never stalls a call. At the end the file is
-compacted into one snapshot that plain ``saveable_objects`` can read.
+Workers hand each result to :meth:`CheckpointStore.record`, which only queues
+it. One writer, running in a worker thread under an :class:`anyio.Lock`,
+appends everything queued since its last write as one record and fsyncs it
+(group commit): at most one write is in flight, results that complete during
+it go together into the next, and a slow disk never stalls a call. When the
+run ends, however it ends, the rest is written and the file is finished.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
 from ._checkpoint import Checkpoint, CheckpointFailedWarning, read_checkpoint
-from ._journal import JournalWriter, move_aside, write_snapshot
+from ._journal import Journal
 
 __all__ = ["CheckpointStore"]
 
@@ -28,24 +31,26 @@ logger = logging.getLogger("thread_chunks")
 
 
 class CheckpointStore:
-    """One run's checkpoint file: the journal writer and what is queued for it.
+    """One run's checkpoint file: the journal and the results queued for it.
 
-    Create it with :meth:`open`, then use :meth:`running` around the work.
+    Create it with :meth:`open`, then wrap the work in :meth:`running`.
     """
 
     def __init__(
-        self, checkpoint: Checkpoint, writer: JournalWriter, checkpoint_every: float
+        self, checkpoint: Checkpoint, journal: Journal, checkpoint_every: float
     ) -> None:
         self.checkpoint = checkpoint
-        self._writer: JournalWriter | None = writer
+        self.started = checkpoint.index
+        self._journal = journal
         self._every = checkpoint_every
+        self._queue_lock = threading.Lock()
         self._queued_indices: list[int] = []
         self._queued_results: list[Any] = []
-        self._wakeup = anyio.Event()
-        self._lock = anyio.Lock()
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._write_lock = anyio.Lock()
         self._io_limiter = anyio.CapacityLimiter(1)
         self._warned: set[str] = set()
-        self.started = checkpoint.index
 
     @classmethod
     async def open(
@@ -59,17 +64,19 @@ class CheckpointStore:
 
         Raises ``OSError`` if the file cannot be written, before any call runs.
         """
-        checkpoint, writer, notices = await anyio.to_thread.run_sync(
+        checkpoint, journal, notices = await anyio.to_thread.run_sync(
             _open_file, path, func_name, parameters
         )
+        store = cls(checkpoint, journal, checkpoint_every)
         for notice in notices:
-            warnings.warn(notice, CheckpointFailedWarning, stacklevel=2)
-        return cls(checkpoint, writer, checkpoint_every)
+            store._warn_once("read", notice)
+        return store
 
     def record(self, index: int, result: Any) -> None:
-        """Queue a completed result for the next write. Never blocks."""
-        self._queued_indices.append(index)
-        self._queued_results.append(result)
+        """Queue a completed result for the next write. Never blocks on the disk."""
+        with self._queue_lock:
+            self._queued_indices.append(index)
+            self._queued_results.append(result)
         self._wakeup.set()
 
     @asynccontextmanager
@@ -77,102 +84,90 @@ class CheckpointStore:
         """Write queued results in the background while the body runs.
 
         On leaving, however the body ends (error, cancellation), every queued
-        result is written and the file is compacted, shielded from cancellation.
+        result is written and the file finished, shielded from cancellation.
         """
         try:
-            async with anyio.create_task_group() as task_group:
-                task_group.start_soon(self._write_continually)
+            async with self._write_lock, anyio.create_task_group() as task_group:
+                task_group.start_soon(self._run_writer)
                 try:
                     yield
                 finally:
-                    task_group.cancel_scope.cancel()
+                    self._stopping.set()
+                    self._wakeup.set()
         finally:
             with anyio.CancelScope(shield=True):
-                await self._close()
+                async with self._write_lock:
+                    await anyio.to_thread.run_sync(
+                        self._finish, limiter=self._io_limiter
+                    )
 
-    async def _write_continually(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup = anyio.Event()
-            await self._write_queued()
+    async def _run_writer(self) -> None:
+        await anyio.to_thread.run_sync(
+            self._write_continually, limiter=self._io_limiter
+        )
+
+    def _write_continually(self) -> None:
+        """The writer, in its worker thread: write whatever is queued, repeat."""
+        while not self._stopping.is_set():
+            self._wakeup.wait()
+            self._wakeup.clear()
+            self._write_queued()
             if self._every > 0:
-                await anyio.sleep(self._every)
+                self._stopping.wait(self._every)
 
-    async def _write_queued(self) -> None:
-        async with self._lock:
+    def _write_queued(self) -> None:
+        with self._queue_lock:
             indices, results = self._queued_indices, self._queued_results
-            if not indices or self._writer is None:
-                return
             self._queued_indices, self._queued_results = [], []
-            # Once taken off the queue, a batch is written even if cancelled.
-            with anyio.CancelScope(shield=True):
-                try:
-                    unpicklable = await anyio.to_thread.run_sync(
-                        self._writer.append,
-                        indices,
-                        results,
-                        self.started,
-                        limiter=self._io_limiter,
-                    )
-                except OSError as exc:
-                    # Keep the results queued: the next write retries them.
-                    self._queued_indices[:0] = indices
-                    self._queued_results[:0] = results
-                    self._warn_once(
-                        "write",
-                        f"could not write checkpoint {self.checkpoint.path!r} "
-                        f"({exc}); results are kept in memory and the write will "
-                        "be retried",
-                    )
-                    return
-            self._apply(indices, results, set(unpicklable))
-
-    def _apply(
-        self, indices: list[int], results: list[Any], unpicklable: set[int]
-    ) -> None:
-        output, completed = self.checkpoint.output, self.checkpoint.completed
-        for i, result in zip(indices, results, strict=True):
-            if i not in unpicklable:
-                output[i] = result
-                completed[i] = True
-        self.checkpoint.index = max(self.checkpoint.index, self.started)
+        if not indices:
+            return
+        try:
+            unpicklable = self._journal.append(indices, results, self.started)
+        except OSError as exc:
+            with self._queue_lock:  # keep them: the next write retries them
+                self._queued_indices[:0] = indices
+                self._queued_results[:0] = results
+            self._notify(
+                "write",
+                f"could not write checkpoint {self._journal.path!r} ({exc}); the "
+                "results are kept in memory and the write will be retried",
+            )
+            return
         if unpicklable:
-            first = min(unpicklable)
-            self._warn_once(
+            self._notify(
                 "pickle",
-                f"the result of call {first} (and {len(unpicklable) - 1} more in "
-                f"this write) cannot be pickled, so it is not saved in "
-                f"{self.checkpoint.path!r}; it is still returned, but a rerun will "
-                "compute it again",
+                f"the result of call {unpicklable[0]} cannot be pickled, so it is "
+                f"not saved in {self._journal.path!r} (nor any other unpicklable "
+                "result); it is still returned, but a rerun will compute it again",
             )
 
-    async def _close(self) -> None:
-        await self._write_queued()
-        async with self._lock:
-            writer, self._writer = self._writer, None
-            if writer is None:
-                return
-            writer.close()
+    def _finish(self) -> None:
+        """Write what is left and finish the file, in a worker thread."""
+        try:
+            self._write_queued()
+        finally:
             try:
-                await anyio.to_thread.run_sync(
-                    self.checkpoint.save, limiter=self._io_limiter
+                self._journal.finish(self.checkpoint.arguments())
+            except OSError as exc:
+                self._notify(
+                    "finish",
+                    f"could not finish checkpoint {self._journal.path!r} ({exc}); "
+                    "every result written before is still in it",
                 )
-            except Exception as exc:
-                self._warn_once(
-                    "compact",
-                    f"could not compact checkpoint {self.checkpoint.path!r} ({exc}); "
-                    "every saved result is still in it",
-                )
+
+    def _notify(self, kind: str, message: str) -> None:
+        """Warn from the writer thread, on the event loop thread."""
+        anyio.from_thread.run_sync(self._warn_once, kind, message)
 
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
-            warnings.warn(message, CheckpointFailedWarning, stacklevel=2)
+            warnings.warn(message, CheckpointFailedWarning, stacklevel=1)
 
 
 def _open_file(
     path: str, func_name: str, parameters: Sequence[Sequence[Any]]
-) -> tuple[Checkpoint, JournalWriter, list[str]]:
+) -> tuple[Checkpoint, Journal, list[str]]:
     """Blocking part of :meth:`CheckpointStore.open`, run in a worker thread."""
     notices: list[str] = []
     if os.path.exists(path):
@@ -180,8 +175,8 @@ def _open_file(
             old, end = read_checkpoint(path)
         except OSError:
             raise
-        except Exception as exc:  # anything unpickling garbage can raise
-            aside = move_aside(path)
+        except Exception as exc:  # anything unpickling a foreign file can raise
+            aside = _move_aside(path)
             notices.append(
                 f"checkpoint {path!r} cannot be read ({type(exc).__name__}: {exc}); "
                 f"moved it to {aside!r} and starting afresh"
@@ -195,7 +190,9 @@ def _open_file(
                     len(parameters),
                 )
                 old.path = path
-                return old, JournalWriter(path, end), notices
+                if end is None:  # a plain pickle: rewrite it as a journal
+                    return old, Journal.create(path, old), notices
+                return old, Journal.reopen(path, end), notices
             logger.info(
                 "checkpoint %r was made for another function or other parameters; "
                 "replacing it and computing every call",
@@ -203,5 +200,14 @@ def _open_file(
             )
     checkpoint = Checkpoint(func_name, parameters)
     checkpoint.path = path
-    end = write_snapshot(path, checkpoint, checkpoint.arguments())
-    return checkpoint, JournalWriter(path, end), notices
+    return checkpoint, Journal.create(path, checkpoint), notices
+
+
+def _move_aside(path: str) -> str:
+    """Rename an unreadable checkpoint to a free sibling name and return it."""
+    for attempt in range(1000):
+        target = path + (".unreadable" if attempt == 0 else f".unreadable-{attempt}")
+        if not os.path.exists(target):
+            os.rename(path, target)
+            return target
+    raise FileExistsError(f"too many unreadable copies of {path!r} already exist")
