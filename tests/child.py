@@ -1,10 +1,11 @@
 """A child process for the crash tests: a checkpointed run that logs what it does.
 
-Usage: python child.py PATH LOG N CHUNK_SIZE DELAY
+Usage: python child.py PATH LOG N CHUNK_SIZE DELAY [PAD]
 
 Each call ``work(i)`` logs ``start i``, waits ``DELAY`` seconds (the work), logs
 ``done i`` and returns ``i * i``. Each journal write logs ``committed i,j,...``
-once its fsync has returned. Lines are appended with one ``write`` each.
+once its fsync has returned. Lines are appended with one ``write`` each. With
+``PAD`` > 0 every argument list carries ``PAD`` extra bytes, for a large header.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import threading
 from typing import Any
 
 
-def main(path: str, log_path: str, n: int, chunk_size: int, delay: float) -> None:
+def main(
+    path: str, log_path: str, n: int, chunk_size: int, delay: float, pad: int = 0
+) -> None:
     from thread_chunks import _journal, chunk
 
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
@@ -33,7 +36,7 @@ def main(path: str, log_path: str, n: int, chunk_size: int, delay: float) -> Non
     _journal.Journal.append = logged_append  # type: ignore[method-assign]
     pause = threading.Event()
 
-    def work(i: int) -> int:
+    def work(i: int, *padding: bytes) -> int:
         log(f"start {i}")
         pause.wait(delay)
         log(f"done {i}")
@@ -41,7 +44,7 @@ def main(path: str, log_path: str, n: int, chunk_size: int, delay: float) -> Non
 
     chunk(
         work,
-        [[i] for i in range(n)],
+        [[i, bytes(pad)] if pad else [i] for i in range(n)],
         chunk_size=chunk_size,
         progress_bar=False,
         path=path,
@@ -51,5 +54,10 @@ def main(path: str, log_path: str, n: int, chunk_size: int, delay: float) -> Non
 
 if __name__ == "__main__":
     main(
-        sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+        sys.argv[1],
+        sys.argv[2],
+        int(sys.argv[3]),
+        int(sys.argv[4]),
+        float(sys.argv[5]),
+        int(sys.argv[6]) if len(sys.argv) > 6 else 0,
     )

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ class Child:
         chunk_size: int,
         delay: float,
         log_name: str = "log.txt",
+        pad: int = 0,
     ) -> None:
         self.path = tmp_path / "checkpoint.pkl"
         self.log = tmp_path / log_name
@@ -39,6 +41,7 @@ class Child:
                 str(n),
                 str(chunk_size),
                 str(delay),
+                str(pad),
             ],
             stderr=subprocess.PIPE,
             text=True,
@@ -53,15 +56,15 @@ class Child:
         return values
 
     def wait_for(self, kind: str, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.lines(kind)) < count:
-            assert self.process.poll() is None, self.process.stderr.read()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, f"no {count} {kind!r} lines in time"
-            time.sleep(0.001)
+        wait_until(self, lambda: len(self.lines(kind)) >= count, timeout)
 
     def finish(self) -> tuple[int, str]:
         _, stderr = self.process.communicate(timeout=60)
         return self.process.returncode, stderr
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.finish()
 
 
 def check_resume(tmp_path: Path, first: Child, n: int) -> None:
@@ -109,3 +112,47 @@ def test_sigint_lets_running_calls_finish_then_exits(tmp_path: Path) -> None:
     checkpoint = Checkpoint.load(child.path)
     assert [i for i, d in enumerate(checkpoint.completed) if d] == sorted(done)
     check_resume(tmp_path, child, n)
+
+
+def wait_until(
+    child: Child, condition: Callable[[], bool], timeout: float = 30
+) -> None:
+    """Poll ``condition`` while the child runs; fail if it exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if child.process.poll() is not None:
+            raise AssertionError(f"the child exited early: {child.finish()[1]}")
+        if time.monotonic() > deadline:
+            child.kill()
+            raise AssertionError("the child did not get there in time")
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_sigkill_while_replacing_a_checkpoint_leaves_the_old_or_the_new(
+    tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    n = 40
+    old = Child(tmp_path, n, chunk_size=2, delay=0.0)
+    assert old.finish()[0] == 0
+    # Other parameters (each padded with 4 MB): the checkpoint is replaced by a
+    # new 160 MB file, written aside and renamed over the old one.
+    new = Child(tmp_path, n, chunk_size=2, delay=0.0, log_name="new.txt", pad=4 << 20)
+
+    def temporary_files() -> list[Path]:
+        return list(tmp_path.glob(".checkpoint.pkl.*.tmp"))
+
+    wait_until(new, lambda: bool(temporary_files()) or bool(new.lines("start")))
+    time.sleep(rng.uniform(0, 0.3))  # a random instant, not a synchronisation
+    new.kill()
+    checkpoint = Checkpoint.load(old.path)
+    if len(checkpoint.parameters[0]) == 1:  # the old one, whole
+        assert checkpoint.output == [i * i for i in range(n)]
+    else:  # the new one, with whatever it had saved
+        assert all(len(p[1]) == 4 << 20 for p in checkpoint.parameters)
+        saved = [i for i, done in enumerate(checkpoint.completed) if done]
+        assert all(checkpoint.output[i] == i * i for i in saved)
+    rerun = Child(tmp_path, n, chunk_size=2, delay=0.0, log_name="rerun.txt")
+    assert rerun.finish()[0] == 0
+    assert temporary_files() == []

@@ -20,6 +20,7 @@ cutting off its tail. Every function here blocks: callers use worker threads.
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import struct
@@ -30,7 +31,13 @@ from typing import IO, Any
 
 import cloudpickle
 
-__all__ = ["Journal", "decode_frame", "read_journal", "write_snapshot"]
+__all__ = [
+    "Journal",
+    "decode_frame",
+    "read_journal",
+    "remove_leftovers",
+    "write_snapshot",
+]
 
 _PROTOCOL = 5
 PREFIX = (
@@ -217,7 +224,7 @@ def _replace_atomically(path: str, write: Any) -> int:
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     fd, temp_path = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+        prefix=_temporary_prefix(path), suffix=".tmp", dir=directory
     )
     try:
         os.fchmod(fd, _FILE_MODE)
@@ -238,6 +245,18 @@ def _replace_atomically(path: str, write: Any) -> int:
     finally:
         os.close(dir_fd)
     return end
+
+
+def _temporary_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}."
+
+
+def remove_leftovers(path: str) -> None:
+    """Delete temporary files that a run killed while replacing ``path`` left."""
+    directory = os.path.dirname(path) or "."
+    pattern = glob.escape(os.path.join(directory, _temporary_prefix(path))) + "*.tmp"
+    for leftover in glob.glob(pattern):
+        os.unlink(leftover)
 
 
 def read_journal(file: IO[bytes]) -> tuple[Any, list[Any], int, bool] | None:
@@ -267,14 +286,17 @@ def _frames(file: IO[bytes]) -> Iterator[Any]:
     crash interrupted), leaving the file positioned at its start. A frame that
     is intact but cannot be unpickled raises: that file is not ours to cut.
     """
+    size = os.fstat(file.fileno()).st_size
     while True:
         start = file.tell()
         head = file.read(_FRAME_HEAD.size)
         if len(head) < _FRAME_HEAD.size or head[0] != _BINBYTES8:
             break
         _, length, crc = _FRAME_HEAD.unpack(head)
+        if not 4 <= length <= size - start - _FRAME_HEAD.size + 4:
+            break  # a length the file cannot hold: damaged
         body = file.read(length - 4)
-        if len(body) < length - 4 or zlib.crc32(body) != crc:
+        if zlib.crc32(body) != crc:
             break
         yield pickle.loads(body)
     file.seek(start)

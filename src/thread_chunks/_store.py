@@ -23,9 +23,12 @@ import anyio.from_thread
 import anyio.to_thread
 
 from ._checkpoint import Checkpoint, CheckpointFailedWarning, read_checkpoint
-from ._journal import Journal
+from ._journal import Journal, remove_leftovers
 
-__all__ = ["CheckpointStore"]
+__all__ = ["MIN_WRITE_GAP", "CheckpointStore"]
+
+MIN_WRITE_GAP = 0.002
+"""Seconds between two checkpoint writes at least: at most 500 fsyncs a second."""
 
 logger = logging.getLogger("thread_chunks")
 
@@ -107,13 +110,17 @@ class CheckpointStore:
         )
 
     def _write_continually(self) -> None:
-        """The writer, in its worker thread: write whatever is queued, repeat."""
+        """The writer, in its worker thread: write whatever is queued, repeat.
+
+        Writes are at least ``MIN_WRITE_GAP`` seconds apart (or
+        ``checkpoint_every``, if longer), so that very fast calls share their
+        fsyncs instead of costing one each; stopping cuts the wait short.
+        """
         while not self._stopping.is_set():
             self._wakeup.wait()
             self._wakeup.clear()
             self._write_queued()
-            if self._every > 0:
-                self._stopping.wait(self._every)
+            self._stopping.wait(max(self._every, MIN_WRITE_GAP))
 
     def _write_queued(self) -> None:
         with self._queue_lock:
@@ -170,6 +177,7 @@ def _open_file(
 ) -> tuple[Checkpoint, Journal, list[str]]:
     """Blocking part of :meth:`CheckpointStore.open`, run in a worker thread."""
     notices: list[str] = []
+    remove_leftovers(path)
     if os.path.exists(path):
         try:
             old, end = read_checkpoint(path)

@@ -1,0 +1,237 @@
+"""The checkpoint file: appended records, torn tails, finishing, group commit."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from saveable_objects import SaveableObject
+
+from thread_chunks import Checkpoint, chunk
+from thread_chunks._journal import Journal
+
+N = 8
+
+
+def build_journal(path: Path) -> list[tuple[int, set[int]]]:
+    """Write a journal record by record; return (file size, saved calls) after each."""
+    journal = Journal.create(str(path), Checkpoint("f", [[i] for i in range(N)]))
+    sizes = [(path.stat().st_size, set())]
+    saved: set[int] = set()
+    for batch in ([0, 1], [2], [3, 4, 5], [6]):
+        journal.append(batch, [f"result {i}" * (i + 1) for i in batch], max(batch))
+        saved |= set(batch)
+        sizes.append((path.stat().st_size, set(saved)))
+    journal.close()
+    return sizes
+
+
+def saved_calls(checkpoint: Checkpoint) -> set[int]:
+    return {i for i, done in enumerate(checkpoint.completed) if done}
+
+
+def test_load_replays_every_record(tmp_path: Path) -> None:
+    path = tmp_path / "journal.pkl"
+    build_journal(path)
+    checkpoint = Checkpoint.load(path)
+    assert saved_calls(checkpoint) == {0, 1, 2, 3, 4, 5, 6}
+    assert checkpoint.output[4] == "result 4" * 5
+    assert checkpoint.output[7] is None
+    assert checkpoint.index == 6
+
+
+def test_truncation_at_every_offset_of_the_last_records_loads_the_prefix(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.pkl"
+    sizes = build_journal(path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.pkl"
+    start = sizes[1][0]  # every offset after the first record
+    for offset in range(start, len(data) + 1):
+        cut.write_bytes(data[:offset])
+        expected = max(saved for size, saved in sizes if size <= offset)
+        assert saved_calls(Checkpoint.load(cut)) == expected, offset
+
+
+def test_truncation_inside_the_finishing_tail_loads_everything(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    chunk(str.upper, [["a"], ["b"]], progress_bar=False, path=path)
+    data = path.read_bytes()
+    tail = data.rindex(b"tR.")
+    cut = tmp_path / "cut.pkl"
+    for offset in range(tail, len(data) + 1):
+        cut.write_bytes(data[:offset])
+        assert Checkpoint.load(cut).output == ["A", "B"], offset
+
+
+@settings(max_examples=200, deadline=None)
+@given(position=st.floats(0, 1, exclude_max=True), flip=st.integers(1, 255))
+def test_a_damaged_last_record_is_ignored(
+    tmp_path_factory: pytest.TempPathFactory, position: float, flip: int
+) -> None:
+    path = tmp_path_factory.mktemp("damaged") / "journal.pkl"
+    sizes = build_journal(path)
+    data = bytearray(path.read_bytes())
+    start, end = sizes[-2][0], sizes[-1][0]
+    data[start + int(position * (end - start))] ^= flip
+    path.write_bytes(bytes(data))
+    assert saved_calls(Checkpoint.load(path)) == sizes[-2][1]
+
+
+def test_a_resumed_run_appends_after_the_valid_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "journal.pkl"
+    sizes = build_journal(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: sizes[-1][0] - 3])  # the last record is torn
+    calls: list[int] = []
+
+    def f(i: int) -> str:
+        calls.append(i)
+        return f"result {i}" * (i + 1)
+
+    f.__qualname__ = "f"
+    out = chunk(f, [[i] for i in range(N)], progress_bar=False, path=path)
+    assert sorted(calls) == [6, 7]
+    assert out == [f"result {i}" * (i + 1) for i in range(N)]
+    assert Checkpoint.load(path).output == out
+
+
+def test_finished_file_is_a_plain_pickle_then_the_arguments(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    out = chunk(divmod, [[7, 2], [9, 4]], progress_bar=False, path=path)
+    with open(path, "rb") as file:
+        checkpoint = pickle.load(file)
+        arguments = pickle.load(file)
+        assert file.read() == b""
+    assert checkpoint.output == out
+    assert arguments == {"func_name": "divmod", "parameters": [[7, 2], [9, 4]]}
+
+
+def test_resumed_and_refinished_file_still_loads_with_saveable_objects(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    chunk(abs, [[-1], [-2]], progress_bar=False, path=path)
+    chunk(abs, [[-1], [-2]], progress_bar=False, path=path)
+    plain = SaveableObject.load(str(path))
+    assert plain.output == [1, 2]
+
+
+def test_a_plain_pickled_checkpoint_resumes_and_becomes_a_journal(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    old = Checkpoint("abs", [[-1], [-2]], output=[1, None], completed=[True, False])
+    path.write_bytes(pickle.dumps(old))
+    calls: list[int] = []
+
+    def absolute(x: int) -> int:
+        calls.append(x)
+        return abs(x)
+
+    absolute.__qualname__ = "abs"
+    assert chunk(absolute, [[-1], [-2]], progress_bar=False, path=path) == [1, 2]
+    assert calls == [-2]
+    assert Checkpoint.load(path).output == [1, 2]
+
+
+def test_save_writes_atomically_and_leaves_no_temporary_files(tmp_path: Path) -> None:
+    path = tmp_path / "saved.pkl"
+    Checkpoint("f", [[1], [2]], output=[3, None], completed=[True, False]).save(
+        str(path)
+    )
+    assert Checkpoint.load(path).output == [3, None]
+    assert SaveableObject.load(str(path)).completed == [True, False]
+    chunk(abs, [[-5]], progress_bar=False, path=tmp_path / "run.pkl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pkl", "saved.pkl"]
+
+
+def test_workers_never_wait_for_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = threading.Event()
+    writes: list[list[int]] = []
+    append = Journal.append
+
+    def slow_append(self: Journal, indices: Any, results: Any, index: int) -> Any:
+        writes.append(list(indices))
+        assert disk.wait(timeout=10), "the disk was never released"
+        return append(self, indices, results, index)
+
+    monkeypatch.setattr(Journal, "append", slow_append)
+    n = 30
+
+    def f(i: int) -> int:
+        if i == n - 1:
+            # Every other call has completed while the first write is stuck.
+            assert len(writes) == 1
+            disk.set()
+        return i
+
+    path = tmp_path / "checkpoint.pkl"
+    out = chunk(f, [[i] for i in range(n)], chunk_size=1, progress_bar=False, path=path)
+    assert out == list(range(n))
+    assert len(writes) >= 2  # the results queued meanwhile went in later writes
+    assert sorted(i for batch in writes for i in batch) == list(range(n))
+    assert Checkpoint.load(path).output == out
+
+
+def test_checkpoint_every_spaces_the_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[list[int]] = []
+    append = Journal.append
+
+    def counted(self: Journal, indices: Any, results: Any, index: int) -> Any:
+        writes.append(list(indices))
+        return append(self, indices, results, index)
+
+    monkeypatch.setattr(Journal, "append", counted)
+    path = tmp_path / "checkpoint.pkl"
+    out = chunk(
+        abs,
+        [[-i] for i in range(200)],
+        chunk_size=2,
+        progress_bar=False,
+        path=path,
+        checkpoint_every=3600,
+    )
+    # One write as soon as there is something to write, then one at the end.
+    assert 1 <= len(writes) <= 2
+    assert Checkpoint.load(path).output == out
+
+
+def test_write_errors_warn_keep_results_and_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from thread_chunks import CheckpointFailedWarning
+
+    append = Journal.append
+    failures = [OSError(28, "No space left on device")]
+
+    def full_disk(self: Journal, indices: Any, results: Any, index: int) -> Any:
+        if failures:
+            raise failures.pop()
+        return append(self, indices, results, index)
+
+    monkeypatch.setattr(Journal, "append", full_disk)
+    path = tmp_path / "checkpoint.pkl"
+    with pytest.warns(CheckpointFailedWarning, match="No space left on device"):
+        out = chunk(abs, [[-i] for i in range(10)], progress_bar=False, path=path)
+    assert out == list(range(10))
+    assert Checkpoint.load(path).output == out  # retried and saved in the end
+
+
+def test_file_mode_follows_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    chunk(abs, [[-1]], progress_bar=False, path=path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
