@@ -1,11 +1,13 @@
 """A child process for the crash tests: a checkpointed run that logs what it does.
 
-Usage: python child.py PATH LOG N CHUNK_SIZE DELAY [PAD]
+Usage: python child.py PATH LOG N CHUNK_SIZE DELAY [PAD [RUNNER]]
 
 Each call ``work(i)`` logs ``start i``, waits ``DELAY`` seconds (the work), logs
 ``done i`` and returns ``i * i``. Each journal write logs ``committed i,j,...``
 once its fsync has returned. Lines are appended with one ``write`` each. With
 ``PAD`` > 0 every argument list carries ``PAD`` extra bytes, for a large header.
+``RUNNER`` is ``chunk`` (the default), or ``asyncio`` or ``trio`` to run
+``achunk`` under ``anyio.run`` with that backend.
 """
 
 from __future__ import annotations
@@ -17,9 +19,19 @@ from typing import Any
 
 
 def main(
-    path: str, log_path: str, n: int, chunk_size: int, delay: float, pad: int = 0
+    path: str,
+    log_path: str,
+    n: int,
+    chunk_size: int,
+    delay: float,
+    pad: int = 0,
+    runner: str = "chunk",
 ) -> None:
-    from thread_chunks import _journal, chunk
+    from functools import partial
+
+    import anyio
+
+    from thread_chunks import _journal, achunk, chunk
 
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
@@ -42,13 +54,16 @@ def main(
         log(f"done {i}")
         return i * i
 
-    chunk(
-        work,
-        [[i, bytes(pad)] if pad else [i] for i in range(n)],
-        chunk_size=chunk_size,
-        progress_bar=False,
-        path=path,
-    )
+    parameters = [[i, bytes(pad)] if pad else [i] for i in range(n)]
+    options: dict[str, Any] = {
+        "chunk_size": chunk_size,
+        "progress_bar": False,
+        "path": path,
+    }
+    if runner == "chunk":
+        chunk(work, parameters, **options)
+    else:
+        anyio.run(partial(achunk, work, parameters, **options), backend=runner)
     log("finished")
 
 
@@ -60,4 +75,5 @@ if __name__ == "__main__":
         int(sys.argv[4]),
         float(sys.argv[5]),
         int(sys.argv[6]) if len(sys.argv) > 6 else 0,
+        sys.argv[7] if len(sys.argv) > 7 else "chunk",
     )

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import pytest
 
@@ -173,3 +174,30 @@ async def test_deadline_cancels_waiting_coroutines_and_saves(tmp_path: Path) -> 
 async def reached_then_cancel(reached: anyio.Event, scope: anyio.CancelScope) -> None:
     await reached.wait()
     scope.cancel()
+
+
+async def test_a_long_sync_call_can_notice_cancellation_itself(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    entered = threading.Event()
+
+    def patient(i: int) -> int:
+        if i == 1:
+            entered.set()
+            while True:  # until the run is cancelled
+                anyio.from_thread.check_cancelled()
+                threading.Event().wait(0.001)
+        return i
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def cancel_when_entered() -> None:
+                await anyio.to_thread.run_sync(entered.wait, 10)
+                scope.cancel()
+
+            tg.start_soon(cancel_when_entered)
+            await achunk(
+                patient, [[0], [1], [2]], chunk_size=1, progress_bar=False, path=path
+            )
+    assert scope.cancelled_caught
+    assert Checkpoint.load(path).completed == [True, False, False]
