@@ -116,3 +116,11 @@ def test_missing_checkpoint_directories_are_created(tmp_path: Path) -> None:
 async def test_achunk_validates_before_running(anyio_backend: str) -> None:
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         await achunk(record, [[1]], chunk_size=0)
+
+
+def test_unpicklable_parameters_with_a_checkpoint(tmp_path: Path) -> None:
+    import threading
+
+    with pytest.raises(TypeError, match=r"path=.*cannot be pickled.*leave out path="):
+        chunk(record, [[threading.Lock()]], path=tmp_path / "ck.pkl")
+    assert list(tmp_path.iterdir()) == []

@@ -22,11 +22,14 @@ class CheckpointFailedWarning(Warning):
 
     Examples
     --------
-    Turn the warning into an error to stop a run whose checkpoint fails:
+    Stop a run whose checkpoint cannot be saved, instead of carrying on:
 
     >>> import warnings
-    >>> warnings.simplefilter("error", CheckpointFailedWarning)
-    >>> warnings.resetwarnings()
+    >>> from thread_chunks import chunk
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", CheckpointFailedWarning)
+    ...     chunk(abs, [[-1]], path=tmp / "strict.pkl", progress_bar=False)
+    [1]
     """
 
     __module__ = "thread_chunks"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import reprlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from contextlib import nullcontext
 from os import PathLike
 from typing import Any, TypeVar, overload
 
@@ -152,7 +152,8 @@ async def run_plan(plan: Plan) -> list[Any]:
     todo = (i for i in range(n) if not done[i])
     bar = _progress(plan, already_done)
     try:
-        async with _saving(store), anyio.create_task_group() as task_group:
+        saving = store.running() if store is not None else nullcontext()
+        async with saving, anyio.create_task_group() as task_group:
             for actor in plan.actors[: n - already_done]:
                 task_group.start_soon(runner.work, actor, todo, bar)
     finally:
@@ -169,15 +170,6 @@ def _progress(plan: Plan, already_done: int) -> Any:
     if already_done:
         description += f" (resumed, {already_done} done before)"
     return open_progress_bar(len(plan.parameters), already_done, description)
-
-
-@asynccontextmanager
-async def _saving(store: CheckpointStore | None) -> AsyncIterator[None]:
-    if store is None:
-        yield
-    else:
-        async with store.running():
-            yield
 
 
 class _Runner:

@@ -208,7 +208,16 @@ def _open_file(
             )
     checkpoint = Checkpoint(func_name, parameters)
     checkpoint.path = path
-    return checkpoint, Journal.create(path, checkpoint), notices
+    try:
+        return checkpoint, Journal.create(path, checkpoint), notices
+    except OSError:
+        raise
+    except Exception as exc:  # the parameters cannot be pickled
+        raise TypeError(
+            f"path={path!r} saves the parameters beside the results, to recognise "
+            f"the run later, but they cannot be pickled ({exc}); pass picklable "
+            "parameters or leave out path="
+        ) from exc
 
 
 def _move_aside(path: str) -> str:
