@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ._actors import LabelledActor
-from ._config import config
 from ._core import run_plan
 from ._errors import unwrapped_exception_groups
-from ._plan import Plan, check_actors, check_chunk_size, make_plan
+from ._plan import Plan, make_plan
 from ._sync import run_blocking
 
 __all__ = ["Chunker"]
@@ -60,20 +60,20 @@ class Chunker:
         progress_bar: bool | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> None:
-        actor_list = check_actors(actors, func)
-        if chunk_size is None:
-            chunk_size = len(actor_list) if actor_list else config.default_chunk_size
-        check_chunk_size(chunk_size)
-        if func is not None and not actor_list:
-            actor_list = [LabelledActor(func) for _ in range(chunk_size)]
-        self._plan_arguments: dict[str, Any] = {
-            "actors": actor_list,
-            "chunk_size": chunk_size,
-            "progress_bar": progress_bar,
+        plan = make_plan(
+            func,
+            [],
+            actors=actors,
+            chunk_size=chunk_size,
+            progress_bar=progress_bar,
+            path=path,
+        )
+        self._defaults: dict[str, Any] = {
+            "actors": plan.actors,
+            "progress_bar": progress_bar,  # None: read the config at each run
             "path": path,
         }
         self._running = False
-        make_plan(func, [], **self._plan_arguments)  # fail now, not at the first run
 
     def __call__(
         self,
@@ -83,12 +83,8 @@ class Chunker:
         path: str | os.PathLike[str] | None = None,
     ) -> list[Any]:
         """Run every call and return the results in order; see :func:`chunk`."""
-        plan = self._plan(parameters, func, progress_bar, path)
-        self._enter()
-        try:
-            return run_blocking(plan)
-        finally:
-            self._running = False
+        with self._exclusive():
+            return run_blocking(self._plan(parameters, func, progress_bar, path))
 
     async def achunk(
         self,
@@ -98,13 +94,8 @@ class Chunker:
         path: str | os.PathLike[str] | None = None,
     ) -> list[Any]:
         """Run every call and return the results in order; see :func:`achunk`."""
-        plan = self._plan(parameters, func, progress_bar, path)
-        self._enter()
-        try:
-            with unwrapped_exception_groups():
-                return await run_plan(plan)
-        finally:
-            self._running = False
+        with self._exclusive(), unwrapped_exception_groups():
+            return await run_plan(self._plan(parameters, func, progress_bar, path))
 
     def _plan(
         self,
@@ -113,17 +104,23 @@ class Chunker:
         progress_bar: bool | None,
         path: str | os.PathLike[str] | None,
     ) -> Plan:
-        arguments = dict(self._plan_arguments)
+        arguments = dict(self._defaults)
         if progress_bar is not None:
             arguments["progress_bar"] = progress_bar
         if path is not None:
             arguments["path"] = path
         return make_plan(func, parameters, **arguments)
 
-    def _enter(self) -> None:
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the actors for one run; a second run at the same time fails."""
         if self._running:
             raise RuntimeError(
                 "this Chunker is already running: its actors can serve one run at "
                 "a time, so create one Chunker per concurrent run"
             )
         self._running = True
+        try:
+            yield
+        finally:
+            self._running = False
