@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio.from_thread
 import numpy as np
 import pytest
 from saveable_objects import SaveableObject
@@ -261,3 +262,51 @@ def test_resume_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
         chunk(Counted(), PARAMS, progress_bar=False, path=path)
     assert "resuming from checkpoint" in caplog.text
     assert "2 of 3 calls already done" in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_unpicklable_result_warns_from_achunk_on_both_backends(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    with pytest.warns(CheckpointFailedWarning, match="cannot be pickled"):
+        out = await achunk(
+            lambda i: threading.Lock() if i == 1 else i,
+            [[0], [1], [2]],
+            chunk_size=1,
+            progress_bar=False,
+            path=path,
+        )
+    assert out[0] == 0
+    assert Checkpoint.load(path).completed == [True, False, True]
+
+
+def test_warning_as_error_stops_the_run_and_keeps_what_was_saved(
+    tmp_path: Path,
+) -> None:
+    import warnings
+
+    path = tmp_path / "checkpoint.pkl"
+
+    def f(i: int) -> Any:
+        if i == 1:
+            return threading.Lock()
+        if i >= 2:
+            # The warning, turned into an error, must cancel the run meanwhile.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                anyio.from_thread.check_cancelled()
+                time.sleep(0.001)
+            raise AssertionError("the run was not stopped")
+        return i
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointFailedWarning)
+        with pytest.raises(CheckpointFailedWarning, match="cannot be pickled"):
+            chunk(
+                f, [[i] for i in range(50)], chunk_size=1, progress_bar=False, path=path
+            )
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.completed[:3] == [True, False, False]
+    assert checkpoint.done == 1
