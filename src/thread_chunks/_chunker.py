@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,6 +39,8 @@ class Chunker:
         each run).
     path : str or os.PathLike, optional
         The default checkpoint file for each run.
+    executor : concurrent.futures.Executor or 'processes', optional
+        Run the calls on this executor; see :func:`achunk`.
 
     Examples
     --------
@@ -59,6 +62,7 @@ class Chunker:
         chunk_size: int | None = None,
         progress_bar: bool | None = None,
         path: str | os.PathLike[str] | None = None,
+        executor: Executor | str | None = None,
     ) -> None:
         plan = make_plan(
             func,
@@ -67,9 +71,11 @@ class Chunker:
             chunk_size=chunk_size,
             progress_bar=progress_bar,
             path=path,
+            executor=executor,
         )
         self._defaults: dict[str, Any] = {
             "actors": plan.actors,
+            "executor": executor,
             "progress_bar": progress_bar,  # None: read the config at each run
             "path": path,
         }

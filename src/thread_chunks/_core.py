@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import reprlib
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import Executor
 from contextlib import nullcontext
 from os import PathLike
 from typing import Any, TypeVar, overload
@@ -14,6 +15,7 @@ import anyio.to_thread
 
 from ._actors import LabelledActor
 from ._errors import unwrapped_exception_groups
+from ._executor import call_in_executor, opened_executor
 from ._plan import Plan, make_plan
 from ._progress import open_progress_bar
 from ._store import CheckpointStore
@@ -34,6 +36,7 @@ async def achunk(
     path: str | PathLike[str] | None = ...,
     actors: Sequence[LabelledActor] | None = ...,
     checkpoint_every: float = ...,
+    executor: Executor | str | None = ...,
 ) -> list[R]: ...
 @overload
 async def achunk(
@@ -45,6 +48,7 @@ async def achunk(
     path: str | PathLike[str] | None = ...,
     actors: Sequence[LabelledActor] | None = ...,
     checkpoint_every: float = ...,
+    executor: Executor | str | None = ...,
 ) -> list[R]: ...
 @overload
 async def achunk(
@@ -56,6 +60,7 @@ async def achunk(
     path: str | PathLike[str] | None = ...,
     actors: Sequence[LabelledActor],
     checkpoint_every: float = ...,
+    executor: Executor | str | None = ...,
 ) -> list[Any]: ...
 async def achunk(
     func: Callable[..., Any] | None,
@@ -66,6 +71,7 @@ async def achunk(
     path: str | PathLike[str] | None = None,
     actors: Sequence[LabelledActor] | None = None,
     checkpoint_every: float = 0.0,
+    executor: Executor | str | None = None,
 ) -> list[Any]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
 
@@ -94,6 +100,15 @@ async def achunk(
         The least number of seconds between two checkpoint writes. ``0`` (the
         default) writes as soon as possible; a few seconds saves disk syncs when
         calls take milliseconds, at the risk of recomputing that much on a crash.
+    executor : concurrent.futures.Executor or 'processes', optional
+        Run each call on this executor instead of in a thread: a process pool,
+        a Dask cluster (``client.get_executor(pure=False)``), an MPI pool. At
+        most ``chunk_size`` calls are submitted at once; this process still
+        saves the checkpoint and shows progress. ``'processes'`` creates (and
+        closes) a loky process pool of ``chunk_size`` workers, which runs
+        lambdas too; it needs ``pip install 'thread-chunks[processes]'``.
+
+        .. versionadded:: 2.0
 
     Returns
     -------
@@ -128,6 +143,7 @@ async def achunk(
         progress_bar=progress_bar,
         path=path,
         checkpoint_every=checkpoint_every,
+        executor=executor,
     )
     with unwrapped_exception_groups():
         return await run_plan(plan)
@@ -153,7 +169,11 @@ async def run_plan(plan: Plan) -> list[Any]:
     bar = _progress(plan, already_done)
     try:
         saving = store.running() if store is not None else nullcontext()
-        async with saving, anyio.create_task_group() as task_group:
+        async with (
+            saving,
+            opened_executor(plan.executor, plan.chunk_size) as runner.executor,
+            anyio.create_task_group() as task_group,
+        ):
             for actor in plan.actors[: n - already_done]:
                 task_group.start_soon(runner.work, actor, todo, bar)
     finally:
@@ -183,6 +203,7 @@ class _Runner:
         self.store = store
         self.limiter = anyio.CapacityLimiter(plan.chunk_size)
         self.failures: list[tuple[int, Exception]] = []
+        self.executor: Executor | None = None
 
     async def work(self, actor: LabelledActor, todo: Iterable[int], bar: Any) -> None:
         """Take the next index from the shared ``todo`` until none is left."""
@@ -204,6 +225,9 @@ class _Runner:
                 bar.update()
 
     async def _call(self, actor: LabelledActor, i: int, args: Sequence[Any]) -> Any:
+        if self.executor is not None:
+            async with self.limiter:
+                return await call_in_executor(self.executor, actor.get_func(), args)
         if not self.plan.is_async:
             _, result = await anyio.to_thread.run_sync(
                 actor.run, i, *args, limiter=self.limiter

@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -15,6 +16,7 @@ import cloudpickle
 from ._actors import LabelledActor
 from ._checkpoint import Checkpoint
 from ._config import config
+from ._executor import check_executor
 
 __all__ = ["Plan", "make_plan"]
 
@@ -30,6 +32,7 @@ class Plan:
     progress_bar: bool
     path: str | None
     checkpoint_every: float
+    executor: Executor | str | None = None
 
     @property
     def chunk_size(self) -> int:
@@ -46,6 +49,7 @@ def make_plan(
     progress_bar: bool | None = None,
     path: str | os.PathLike[str] | None = None,
     checkpoint_every: float = 0.0,
+    executor: Executor | str | None = None,
 ) -> Plan:
     """Validate the arguments of :func:`achunk` and resolve their defaults.
 
@@ -66,14 +70,29 @@ def make_plan(
             actor.set_func(func)
         actor_list = actor_list or [LabelledActor(func) for _ in range(chunk_size)]
     func = actor_list[0].get_func()
+    is_async = inspect.iscoroutinefunction(func)
+    if executor is not None:
+        if any(type(actor) is not LabelledActor for actor in actor_list):
+            raise ValueError(
+                "LabelledActor subclasses cannot be combined with executor: they "
+                "keep state in this process, while the executor runs func "
+                "elsewhere; pass func instead"
+            )
+        if is_async:
+            raise TypeError(
+                "executor runs plain functions, but func is a coroutine function; "
+                "leave out executor to await it on the event loop"
+            )
+        check_executor(executor, func, function_name(func))
     return Plan(
         func_name=function_name(func),
         parameters=check_parameters(parameters),
         actors=actor_list,
-        is_async=inspect.iscoroutinefunction(func),
+        is_async=is_async,
         progress_bar=check_progress_bar(progress_bar),
         path=check_path(path),
         checkpoint_every=check_checkpoint_every(checkpoint_every),
+        executor=executor,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from anyio.from_thread import start_blocking_portal
@@ -29,6 +30,7 @@ def chunk(
     path: str | os.PathLike[str] | None = None,
     *,
     checkpoint_every: float = 0.0,
+    executor: Executor | str | None = None,
 ) -> list[R]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
 
@@ -52,6 +54,8 @@ def chunk(
         A checkpoint file; see :func:`achunk`.
     checkpoint_every : float, optional
         The least number of seconds between two checkpoint writes.
+    executor : concurrent.futures.Executor or 'processes', optional
+        Run the calls on this executor instead of in threads; see :func:`achunk`.
 
     Returns
     -------
@@ -80,6 +84,7 @@ def chunk(
         progress_bar=progress_bar,
         path=path,
         checkpoint_every=checkpoint_every,
+        executor=executor,
     )
     return run_blocking(plan)
 

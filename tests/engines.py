@@ -1,0 +1,50 @@
+"""Module-level functions for the executor tests: plain pickle can send these."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail_on(x: int, bad: int) -> int:
+    if x == bad:
+        raise ValueError(f"bad input {x}")
+    return x
+
+
+def busy(n: int) -> int:
+    """Pure-Python work that holds the GIL."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def meet(barrier: Any, counter: Any, lock: Any, peak: Any, x: int) -> tuple[int, int]:
+    """Count how many calls run at once (across processes) and meet the others."""
+    with lock:
+        counter.value += 1
+        peak.value = max(peak.value, counter.value)
+    barrier.wait(timeout=60)  # the calls of one round must run at the same time
+    with lock:
+        counter.value -= 1
+    return os.getpid(), x
+
+
+def sleepy(x: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return x
+
+
+def logged(log: str, marker: str, x: int) -> int:
+    """Log each call to the file ``log``; fail at 5 while the file ``marker`` exists."""
+    with open(log, "a") as file:
+        file.write(f"{x}\n")
+    if x == 5 and os.path.exists(marker):
+        raise ValueError(f"bad input {x}")
+    return x
