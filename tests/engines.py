@@ -48,3 +48,12 @@ def logged(log: str, marker: str, x: int) -> int:
     if x == 5 and os.path.exists(marker):
         raise ValueError(f"bad input {x}")
     return x
+
+
+def hold(started: Any, release: Any, x: int) -> int:
+    """Call 2 signals that it runs, then waits to be released."""
+    if x == 2:
+        started.set()
+        if not release.wait(timeout=30):
+            raise TimeoutError("never released")
+    return x

@@ -265,3 +265,48 @@ def test_dask_cluster_runs_lambdas(dask_executor: Any) -> None:
         executor=dask_executor,
     )
     assert out == [0, -1, -2, -3, -4]
+
+
+class RecordingProcessPool(ProcessPoolExecutor):
+    """A process pool that remembers every future it hands out."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.futures: list[Future[Any]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        self.futures.append(future)
+        return future
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_process_run_waits_for_the_running_call(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    with multiprocessing.Manager() as manager, RecordingProcessPool(2) as pool:
+        started, release = manager.Event(), manager.Event()
+        func = partial(engines.hold, started, release)
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def cancel_when_running() -> None:
+                    await anyio.to_thread.run_sync(started.wait, 30)
+                    scope.cancel()
+                    release.set()  # call 2 ends only after the cancellation
+
+                tg.start_soon(cancel_when_running)
+                await achunk(
+                    func,
+                    [[x] for x in range(8)],
+                    chunk_size=2,
+                    progress_bar=False,
+                    executor=pool,
+                    path=path,
+                )
+        assert scope.cancelled_caught
+        assert all(future.done() for future in pool.futures)
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.output[2] == 2  # the running call's result was saved
+    assert checkpoint.done == len([f for f in pool.futures if not f.cancelled()])
