@@ -5,6 +5,9 @@ from typing import Any
 
 import pytest
 
+# Example scripts run in subprocesses (tests/test_docs_examples.py), never on import.
+collect_ignore_glob = ["docs/examples/*", "docs/conf.py", "bench/*"]
+
 
 @pytest.fixture(autouse=True)
 def _doctest_tmp(doctest_namespace: dict[str, Any], tmp_path: Path) -> None:

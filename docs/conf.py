@@ -1,0 +1,28 @@
+"""Sphinx configuration: Markdown pages (MyST), numpydoc docstrings, furo."""
+
+import thread_chunks
+
+project = "thread-chunks"
+author = "thread-chunks developers"
+copyright = "2026, thread-chunks developers"  # noqa: A001 - Sphinx's name
+release = thread_chunks.__version__
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+]
+source_suffix = {".md": "markdown"}
+exclude_patterns = ["_build", "examples"]
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True}
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_ivar = True
+
+html_theme = "furo"
+html_title = "thread-chunks"
+html_static_path = ["_static"]
