@@ -4,6 +4,8 @@ Run ``python bench/checkpoint.py`` (add ``--quick`` for a smaller run). Every
 figure is measured in this run, beside the baseline it is compared with, and
 printed as a table with the target each ratio must meet.
 
+Timings of tiny calls are the best of five runs, interleaved with their
+baseline's, since a 2-core machine is noisy; large runs are timed once.
 Bytes are counted with ``/proc/self/io``: ``wchar`` is every byte this process
 passed to ``write``; ``write_bytes`` is what reached the block layer (it rounds
 to pages and may be zero on some file systems, so the target uses ``wchar``).
@@ -41,13 +43,10 @@ def large(i: int) -> np.ndarray[Any, Any]:
     return np.random.default_rng(i).random(4 * MB // 8)  # 4 MB of float64
 
 
-def timed(run: Callable[[], object], repeat: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+def timed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 class Workdir:
@@ -124,8 +123,10 @@ def main() -> None:
             )
 
         small, big = 1_000 // scale, 8_000 // scale
-        t_small = timed(lambda: chunked(tiny, small, work.fresh_path())(), repeat=3)
-        t_big = timed(lambda: chunked(tiny, big, work.fresh_path())(), repeat=3)
+        t_small = t_big = float("inf")
+        for _ in range(5):
+            t_small = min(t_small, timed(chunked(tiny, small, work.fresh_path())))
+            t_big = min(t_big, timed(chunked(tiny, big, work.fresh_path())))
         row(
             f"growth, {big} vs {small} tiny calls with path=",
             f"{t_big:.3f} s",
@@ -134,8 +135,11 @@ def main() -> None:
             "<= 9.6",
         )
 
-        t_plain = timed(chunked(tiny, n_tiny, None), repeat=3)
-        t_path = timed(lambda: chunked(tiny, n_tiny, work.fresh_path())(), repeat=3)
+        # Interleaved, best of five each, so that a noisy moment hits both alike.
+        t_plain = t_path = float("inf")
+        for _ in range(5):
+            t_plain = min(t_plain, timed(chunked(tiny, n_tiny, None)))
+            t_path = min(t_path, timed(chunked(tiny, n_tiny, work.fresh_path())))
         row(
             f"{n_tiny} tiny calls, chunk_size=2",
             f"{t_path:.3f} s with path=",

@@ -4,7 +4,7 @@ import thread_chunks
 
 project = "thread-chunks"
 author = "thread-chunks developers"
-copyright = "2026, thread-chunks developers"  # noqa: A001 - Sphinx's name
+copyright = "2026, thread-chunks developers"
 release = thread_chunks.__version__
 
 extensions = [

@@ -81,6 +81,32 @@ class Chunker:
         }
         self._running = False
 
+    @property
+    def actors(self) -> list[LabelledActor]:
+        """The workers, one per call that may run at once.
+
+        Pass them to :func:`chunk` to run other parameters on the same workers.
+
+        Examples
+        --------
+        >>> from thread_chunks import chunk
+        >>> chunker = Chunker(abs, chunk_size=2, progress_bar=False)
+        >>> chunk(None, [[-3]], chunker.actors, progress_bar=False)
+        [3]
+        """
+        return list(self._defaults["actors"])
+
+    @property
+    def chunk_size(self) -> int:
+        """The most calls running at once.
+
+        Examples
+        --------
+        >>> Chunker(abs, chunk_size=3).chunk_size
+        3
+        """
+        return len(self._defaults["actors"])
+
     def __call__(
         self,
         parameters: Iterable[Sequence[Any]],
