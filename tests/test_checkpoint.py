@@ -168,7 +168,9 @@ def test_final_checkpoint_holds_everything_and_loads_with_saveable_objects(
     assert plain.completed == [True, True, True]
     assert plain.done == 3
     assert plain.func_name == "f"
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pkl"]
+    # No temporary file is left; the lock file stays, empty, for the next run.
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".checkpoint.pkl.lock", "checkpoint.pkl"]
 
 
 def test_checkpoint_load_shows_progress_during_the_run(tmp_path: Path) -> None:

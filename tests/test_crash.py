@@ -161,3 +161,17 @@ def test_sigkill_while_replacing_a_checkpoint_leaves_the_old_or_the_new(
     rerun = Child(tmp_path, n, chunk_size=2, delay=0.0, log_name="rerun.txt")
     assert rerun.finish()[0] == 0
     assert temporary_files() == []
+
+
+def test_another_process_cannot_write_the_same_checkpoint(tmp_path: Path) -> None:
+    from thread_chunks import chunk
+
+    child = Child(tmp_path, 20, chunk_size=1, delay=0.2)
+    child.wait_for("start", 1)
+    try:
+        with pytest.raises(RuntimeError, match="is being written by another run"):
+            chunk(abs, [[-1]], path=child.path, progress_bar=False)
+    finally:
+        child.kill()
+    # The kill released the lock with the process.
+    assert chunk(abs, [[-1]], path=child.path, progress_bar=False) == [1]

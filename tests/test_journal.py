@@ -150,7 +150,8 @@ def test_save_writes_atomically_and_leaves_no_temporary_files(tmp_path: Path) ->
     assert Checkpoint.load(path).output == [3, None]
     assert SaveableObject.load(str(path)).completed == [True, False]
     chunk(abs, [[-5]], progress_bar=False, path=tmp_path / "run.pkl")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pkl", "saved.pkl"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".run.pkl.lock", "run.pkl", "saved.pkl"]
 
 
 def test_workers_never_wait_for_the_disk(

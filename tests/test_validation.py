@@ -123,4 +123,31 @@ def test_unpicklable_parameters_with_a_checkpoint(tmp_path: Path) -> None:
 
     with pytest.raises(TypeError, match=r"path=.*cannot be pickled.*leave out path="):
         chunk(record, [[threading.Lock()]], path=tmp_path / "ck.pkl")
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".ck.pkl.lock"]  # no checkpoint
+
+
+def test_two_runs_on_one_checkpoint_at_once(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "shared.pkl"
+    inside, release = threading.Event(), threading.Event()
+
+    def first(x: int) -> int:
+        inside.set()
+        assert release.wait(timeout=10)
+        return x
+
+    calls.append("expected")  # the first run is meant to call
+    runner = threading.Thread(
+        target=chunk, args=(first, [[1]]), kwargs={"path": path, "progress_bar": False}
+    )
+    runner.start()
+    try:
+        assert inside.wait(timeout=10)
+        with pytest.raises(RuntimeError, match=r"shared\.pkl' is being written by"):
+            chunk(abs, [[-1]], path=path, progress_bar=False)
+    finally:
+        release.set()
+        runner.join()
+    calls.clear()
+    assert chunk(abs, [[-1]], path=path, progress_bar=False) == [1]  # released

@@ -88,9 +88,15 @@ class _FrameWriter:
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> int:
+    """Write all of ``data`` at ``offset``; return the offset after it.
+
+    ``lseek`` and ``write`` rather than ``pwrite``, which Windows lacks; one
+    thread at a time writes to a journal.
+    """
     view = memoryview(data)
+    os.lseek(fd, offset, os.SEEK_SET)
     while view:
-        written = os.pwrite(fd, view, offset)
+        written = os.write(fd, view)
         offset += written
         view = view[written:]
     return offset
@@ -239,11 +245,12 @@ def _replace_atomically(path: str, write: Any) -> int:
         if os.path.exists(temp_path):
             os.unlink(temp_path)
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if os.name == "posix":  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     return end
 
 

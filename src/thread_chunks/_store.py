@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+from filelock import FileLock, Timeout
 
 from ._checkpoint import Checkpoint, CheckpointFailedWarning, read_checkpoint
 from ._journal import Journal, remove_leftovers
@@ -40,11 +41,16 @@ class CheckpointStore:
     """
 
     def __init__(
-        self, checkpoint: Checkpoint, journal: Journal, checkpoint_every: float
+        self,
+        checkpoint: Checkpoint,
+        journal: Journal,
+        lock: FileLock,
+        checkpoint_every: float,
     ) -> None:
         self.checkpoint = checkpoint
         self.started = checkpoint.index
         self._journal = journal
+        self._file_lock = lock
         self._every = checkpoint_every
         self._queue_lock = threading.Lock()
         self._queued_indices: list[int] = []
@@ -67,10 +73,10 @@ class CheckpointStore:
 
         Raises ``OSError`` if the file cannot be written, before any call runs.
         """
-        checkpoint, journal, notices = await anyio.to_thread.run_sync(
+        checkpoint, journal, lock, notices = await anyio.to_thread.run_sync(
             _open_file, path, func_name, parameters
         )
-        store = cls(checkpoint, journal, checkpoint_every)
+        store = cls(checkpoint, journal, lock, checkpoint_every)
         for notice in notices:
             store._warn_once("read", notice)
         return store
@@ -161,6 +167,8 @@ class CheckpointStore:
                     f"could not finish checkpoint {self._journal.path!r} ({exc}); "
                     "every result written before is still in it",
                 )
+            finally:
+                self._file_lock.release()
 
     def _notify(self, kind: str, message: str) -> None:
         """Warn from the writer thread, on the event loop thread."""
@@ -174,10 +182,39 @@ class CheckpointStore:
 
 def _open_file(
     path: str, func_name: str, parameters: Sequence[Sequence[Any]]
+) -> tuple[Checkpoint, Journal, FileLock, list[str]]:
+    """Blocking part of :meth:`CheckpointStore.open`, run in a worker thread.
+
+    Takes the checkpoint's lock first, so that two runs (in this process or
+    another) never write the same file: the second fails before computing.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    lock = FileLock(_lock_path(path), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RuntimeError(
+            f"checkpoint {path!r} is being written by another run, in this process "
+            "or another; give each run a path of its own"
+        ) from None
+    try:
+        remove_leftovers(path)
+        checkpoint, journal, notices = _resume_or_create(path, func_name, parameters)
+    except BaseException:
+        lock.release()
+        raise
+    return checkpoint, journal, lock, notices
+
+
+def _lock_path(path: str) -> str:
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.lock")
+
+
+def _resume_or_create(
+    path: str, func_name: str, parameters: Sequence[Sequence[Any]]
 ) -> tuple[Checkpoint, Journal, list[str]]:
-    """Blocking part of :meth:`CheckpointStore.open`, run in a worker thread."""
     notices: list[str] = []
-    remove_leftovers(path)
     if os.path.exists(path):
         try:
             old, end = read_checkpoint(path)
