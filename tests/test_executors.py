@@ -109,10 +109,15 @@ class RecordingPool(ThreadPoolExecutor):
     def __init__(self, workers: int) -> None:
         super().__init__(workers)
         self.futures: list[Future[Any]] = []
+        self.fourth_submitted = threading.Event()
+        self.fourth_done = threading.Event()
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
         future = super().submit(fn, *args, **kwargs)
         self.futures.append(future)
+        if len(self.futures) == 4:
+            future.add_done_callback(lambda _: self.fourth_done.set())
+            self.fourth_submitted.set()
         return future
 
 
@@ -134,27 +139,31 @@ async def test_cancellation_leaves_no_running_future_and_saves(
         return x
 
     # One pool thread, two submissions in flight: call 2 runs, call 3 queues.
-    with RecordingPool(1) as pool:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as tg:
+    with RecordingPool(1) as pool, anyio.fail_after(20):
+        scope = anyio.CancelScope()
+        async with anyio.create_task_group() as tg:
 
-                async def cancel_when_running() -> None:
-                    await anyio.to_thread.run_sync(running.wait, 10)
-                    scope.cancel()
-                    release.set()  # call 2 ends only after the cancellation
+            async def run() -> None:
+                with scope:
+                    await achunk(
+                        f,
+                        [[x] for x in range(8)],
+                        chunk_size=2,
+                        progress_bar=False,
+                        executor=pool,
+                        path=path,
+                    )
 
-                tg.start_soon(cancel_when_running)
-                await achunk(
-                    f,
-                    [[x] for x in range(8)],
-                    chunk_size=2,
-                    progress_bar=False,
-                    executor=pool,
-                    path=path,
-                )
+            tg.start_soon(run)
+            await anyio.to_thread.run_sync(running.wait, 10)
+            await anyio.to_thread.run_sync(pool.fourth_submitted.wait, 10)
+            scope.cancel()
+            # Call 3 waits in the queue behind call 2 until it is withdrawn.
+            await anyio.to_thread.run_sync(pool.fourth_done.wait, 10)
+            release.set()  # call 2 ends only after the cancellation
         assert scope.cancelled_caught
         assert all(future.done() for future in pool.futures)
-        assert [fut.cancelled() for fut in pool.futures].count(True) == 1
+        assert [future.cancelled() for future in pool.futures] == [False] * 3 + [True]
     assert sorted(started) == [0, 1, 2]
     assert Checkpoint.load(path).completed == [True] * 3 + [False] * 5
 

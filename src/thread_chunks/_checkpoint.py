@@ -232,7 +232,7 @@ def read_checkpoint(
             file.seek(0)
             checkpoint: Checkpoint = cls._load(file, None, strict_typing)
             return checkpoint, None
-    header, records, end, _ = journal
+    header, records, end = journal
     if strict_typing and not isinstance(header, cls):
         raise TypeError(
             f"{path!r} holds a {type(header).__name__}, not a {cls.__name__}"

@@ -23,10 +23,10 @@ from __future__ import annotations
 import glob
 import os
 import pickle
+import secrets
 import struct
-import tempfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 import cloudpickle
@@ -50,16 +50,6 @@ PREFIX = (
 TAIL = b"tR."  # TUPLE, REDUCE, STOP
 _BINBYTES8 = 0x8E
 _FRAME_HEAD = struct.Struct("<BQI")  # BINBYTES8, payload length, crc32 of the pickle
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# Temporary files are created private; checkpoints get the usual file mode.
-_FILE_MODE = 0o666 & ~_current_umask()
 
 
 class _FrameWriter:
@@ -221,7 +211,7 @@ def write_snapshot(path: str, header: object, arguments: dict[str, Any]) -> None
     _replace_atomically(path, write)
 
 
-def _replace_atomically(path: str, write: Any) -> int:
+def _replace_atomically(path: str, write: Callable[[int], int]) -> int:
     """Write a temporary file with ``write(fd)``, fsync it, rename it over ``path``.
 
     The directory is fsynced too, so that after a crash at any instant ``path``
@@ -229,12 +219,12 @@ def _replace_atomically(path: str, write: Any) -> int:
     """
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, temp_path = tempfile.mkstemp(
-        prefix=_temporary_prefix(path), suffix=".tmp", dir=directory
-    )
+    temp_path = f"{_temporary_prefix(path)}{secrets.token_hex(8)}.tmp"
+    # Mode 0o666 less the umask, like any new file (mkstemp would make it 0o600).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(temp_path, flags, 0o666)
     try:
-        os.fchmod(fd, _FILE_MODE)
-        end: int = write(fd)
+        end = write(fd)
         os.fsync(fd)
         os.close(fd)
         fd = -1
@@ -242,8 +232,7 @@ def _replace_atomically(path: str, write: Any) -> int:
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        if os.path.exists(temp_path):
-            os.unlink(temp_path)
+        os.unlink(temp_path)
         raise
     if os.name == "posix":  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -255,23 +244,22 @@ def _replace_atomically(path: str, write: Any) -> int:
 
 
 def _temporary_prefix(path: str) -> str:
-    return f".{os.path.basename(path)}."
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.")
 
 
 def remove_leftovers(path: str) -> None:
     """Delete temporary files that a run killed while replacing ``path`` left."""
-    directory = os.path.dirname(path) or "."
-    pattern = glob.escape(os.path.join(directory, _temporary_prefix(path))) + "*.tmp"
-    for leftover in glob.glob(pattern):
+    for leftover in glob.glob(glob.escape(_temporary_prefix(path)) + "*.tmp"):
         os.unlink(leftover)
 
 
-def read_journal(file: IO[bytes]) -> tuple[Any, list[Any], int, bool] | None:
+def read_journal(file: IO[bytes]) -> tuple[Any, list[Any], int] | None:
     """Read a checkpoint file written by :class:`Journal` or :func:`write_snapshot`.
 
-    Returns ``(header, records, end, finished)``: the unpickled header, the
-    unpickled records in order, where the valid data ends (where to append
-    next) and whether the file was finished. Stops quietly at a record that is
+    Returns ``(header, records, end)``: the unpickled header, the unpickled
+    records in order, and where the valid records end (where to append next,
+    cutting off the tail of a finished file). Stops quietly at a record that is
     incomplete or corrupt. Returns ``None`` if the file is not in this format.
     """
     if file.read(len(PREFIX)) != PREFIX:
@@ -281,9 +269,7 @@ def read_journal(file: IO[bytes]) -> tuple[Any, list[Any], int, bool] | None:
     if header is None:
         raise pickle.UnpicklingError("checkpoint file ends inside its header")
     records = list(frames)
-    end = file.tell()
-    finished = file.read(len(TAIL)) == TAIL
-    return header, records, end, finished
+    return header, records, file.tell()
 
 
 def _frames(file: IO[bytes]) -> Iterator[Any]:
