@@ -6,7 +6,7 @@ import logging
 import reprlib
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Executor
-from contextlib import nullcontext
+from contextlib import AsyncExitStack
 from os import PathLike
 from typing import Any, TypeVar, overload
 
@@ -154,31 +154,31 @@ async def run_plan(plan: Plan) -> list[Any]:
     n = len(plan.parameters)
     if n == 0:
         return []
-    store = None
     outputs: list[Any] = [None] * n
     done = [False] * n
-    if plan.path is not None:
-        store = await CheckpointStore.open(
-            plan.path, plan.func_name, plan.parameters, plan.checkpoint_every
+    store = None
+    # Closed in reverse order, however the run ends: the calls, the executor,
+    # the progress bar, and last the checkpoint, which saves what they left.
+    async with AsyncExitStack() as stack:
+        if plan.path is not None:
+            store = await CheckpointStore.open(
+                plan.path, plan.func_name, plan.parameters, plan.checkpoint_every
+            )
+            await stack.enter_async_context(store.running())
+            outputs = list(store.checkpoint.output)
+            done = list(store.checkpoint.completed)
+        already_done = sum(done)
+        bar = _progress(plan, already_done)
+        if bar is not None:
+            stack.callback(bar.close)
+        executor = await stack.enter_async_context(
+            opened_executor(plan.executor, plan.chunk_size)
         )
-        outputs = list(store.checkpoint.output)
-        done = list(store.checkpoint.completed)
-    already_done = sum(done)
-    runner = _Runner(plan, outputs, store)
-    todo = (i for i in range(n) if not done[i])
-    bar = _progress(plan, already_done)
-    try:
-        saving = store.running() if store is not None else nullcontext()
-        async with (
-            saving,
-            opened_executor(plan.executor, plan.chunk_size) as runner.executor,
-            anyio.create_task_group() as task_group,
-        ):
+        runner = _Runner(plan, outputs, store, executor)
+        todo = (i for i in range(n) if not done[i])
+        async with anyio.create_task_group() as task_group:
             for actor in plan.actors[: n - already_done]:
                 task_group.start_soon(runner.work, actor, todo, bar)
-    finally:
-        if bar is not None:
-            bar.close()
     runner.raise_first_failure()
     return outputs
 
@@ -196,14 +196,18 @@ class _Runner:
     """The state shared by the worker tasks of one run."""
 
     def __init__(
-        self, plan: Plan, outputs: list[Any], store: CheckpointStore | None
+        self,
+        plan: Plan,
+        outputs: list[Any],
+        store: CheckpointStore | None,
+        executor: Executor | None,
     ) -> None:
         self.plan = plan
         self.outputs = outputs
         self.store = store
+        self.executor = executor
         self.limiter = anyio.CapacityLimiter(plan.chunk_size)
         self.failures: list[tuple[int, Exception]] = []
-        self.executor: Executor | None = None
 
     async def work(self, actor: LabelledActor, todo: Iterable[int], bar: Any) -> None:
         """Take the next index from the shared ``todo`` until none is left."""
