@@ -151,3 +151,10 @@ def test_two_runs_on_one_checkpoint_at_once(tmp_path: Path) -> None:
         runner.join()
     calls.clear()
     assert chunk(abs, [[-1]], path=path, progress_bar=False) == [1]  # released
+
+
+def test_bad_input_leaves_the_actors_function_alone() -> None:
+    actors = [LabelledActor(abs), LabelledActor(abs)]
+    with pytest.raises(TypeError, match=r"parameters\[0\] must be a list or tuple"):
+        chunk(record, [1], actors=actors)
+    assert [actor.get_func() for actor in actors] == [abs, abs]

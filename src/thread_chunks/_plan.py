@@ -65,12 +65,9 @@ def make_plan(
             f"actors must have exactly chunk_size entries: got {len(actor_list)} "
             f"actors for chunk_size={chunk_size}; pass as many actors as chunk_size"
         )
-    if func is not None:
-        for actor in actor_list:
-            actor.set_func(func)
-        actor_list = actor_list or [LabelledActor(func) for _ in range(chunk_size)]
-    func = actor_list[0].get_func()
-    is_async = inspect.iscoroutinefunction(func)
+    run_func = func if func is not None else actor_list[0].get_func()
+    func_name = function_name(run_func)
+    is_async = inspect.iscoroutinefunction(run_func)
     if executor is not None:
         if any(type(actor) is not LabelledActor for actor in actor_list):
             raise ValueError(
@@ -83,17 +80,22 @@ def make_plan(
                 "executor runs plain functions, but func is a coroutine function; "
                 "leave out executor to await it on the event loop"
             )
-        check_executor(executor, func, function_name(func))
-    return Plan(
-        func_name=function_name(func),
+        check_executor(executor, run_func, func_name)
+    plan = Plan(
+        func_name=func_name,
         parameters=check_parameters(parameters),
-        actors=actor_list,
+        actors=actor_list or [LabelledActor(run_func) for _ in range(chunk_size)],
         is_async=is_async,
         progress_bar=check_progress_bar(progress_bar),
         path=check_path(path),
         checkpoint_every=check_checkpoint_every(checkpoint_every),
         executor=executor,
     )
+    # Only now that every argument is good: give the actors the new function.
+    if func is not None:
+        for actor in actor_list:
+            actor.set_func(func)
+    return plan
 
 
 def check_actors(
