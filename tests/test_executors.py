@@ -237,29 +237,23 @@ def test_dask_cluster_results_and_resume(tmp_path: Path, dask_executor: Any) -> 
     log, marker = tmp_path / "calls.txt", tmp_path / "broken"
     marker.touch()
     func = partial(engines.logged, str(log), str(marker))
-    params = [[x] for x in range(8)]
-    with pytest.raises(ValueError, match="bad input 5"):
-        chunk(
-            func,
-            params,
-            chunk_size=2,
-            progress_bar=False,
-            executor=dask_executor,
-            path=path,
-        )
-    saved = {i for i, done in enumerate(Checkpoint.load(path).completed) if done}
-    assert {0, 1, 2, 3, 4} <= saved
-    assert 5 not in saved
-    marker.unlink()
-    log.write_text("")
-    out = chunk(
+    run = partial(
+        chunk,
         func,
-        params,
+        [[x] for x in range(8)],
         chunk_size=2,
         progress_bar=False,
         executor=dask_executor,
         path=path,
     )
+    with pytest.raises(ValueError, match="bad input 5"):
+        run()
+    saved = {i for i, done in enumerate(Checkpoint.load(path).completed) if done}
+    assert {0, 1, 2, 3, 4} <= saved
+    assert 5 not in saved
+    marker.unlink()
+    log.write_text("")
+    out = run()
     assert out == list(range(8))
     rerun = {int(x) for x in log.read_text().split()}
     assert rerun == set(range(8)) - saved

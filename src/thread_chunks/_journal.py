@@ -125,7 +125,7 @@ class Journal:
         end = _replace_atomically(
             path, lambda fd: _write_frame(fd, _prefix(fd), header)
         )
-        return cls.reopen(path, end)
+        return cls(path, os.open(path, os.O_RDWR), end)  # synced already
 
     @classmethod
     def reopen(cls, path: str, end: int) -> Journal:
