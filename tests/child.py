@@ -40,8 +40,8 @@ def main(
 
     append = _journal.Journal.append
 
-    def logged_append(self: Any, indices: Any, results: Any, index: int) -> Any:
-        unpicklable = append(self, indices, results, index)
+    def logged_append(self: Any, indices: Any, results: Any) -> Any:
+        unpicklable = append(self, indices, results)
         log("committed " + ",".join(map(str, indices)))
         return unpicklable
 

@@ -21,11 +21,12 @@ N = 8
 
 def build_journal(path: Path) -> list[tuple[int, set[int]]]:
     """Write a journal record by record; return (file size, saved calls) after each."""
-    journal = Journal.create(str(path), Checkpoint("f", [[i] for i in range(N)]))
+    header = Checkpoint("f", [[i] for i in range(N)])
+    journal = Journal.create(str(path), Checkpoint.file_opening(), header)
     sizes = [(path.stat().st_size, set())]
     saved: set[int] = set()
     for batch in ([0, 1], [2], [3, 4, 5], [6]):
-        journal.append(batch, [f"result {i}" * (i + 1) for i in batch], max(batch))
+        journal.append(batch, [f"result {i}" * (i + 1) for i in batch])
         saved |= set(batch)
         sizes.append((path.stat().st_size, set(saved)))
     journal.close()
@@ -43,7 +44,7 @@ def test_load_replays_every_record(tmp_path: Path) -> None:
     assert saved_calls(checkpoint) == {0, 1, 2, 3, 4, 5, 6}
     assert checkpoint.output[4] == "result 4" * 5
     assert checkpoint.output[7] is None
-    assert checkpoint.index == 6
+    assert checkpoint.index == 7  # one more than the largest index saved
 
 
 def test_truncation_at_every_offset_of_the_last_records_loads_the_prefix(
@@ -161,10 +162,10 @@ def test_workers_never_wait_for_the_disk(
     writes: list[list[int]] = []
     append = Journal.append
 
-    def slow_append(self: Journal, indices: Any, results: Any, index: int) -> Any:
+    def slow_append(self: Journal, indices: Any, results: Any) -> Any:
         writes.append(list(indices))
         assert disk.wait(timeout=10), "the disk was never released"
-        return append(self, indices, results, index)
+        return append(self, indices, results)
 
     monkeypatch.setattr(Journal, "append", slow_append)
     n = 30
@@ -190,9 +191,9 @@ def test_checkpoint_every_spaces_the_writes(
     writes: list[list[int]] = []
     append = Journal.append
 
-    def counted(self: Journal, indices: Any, results: Any, index: int) -> Any:
+    def counted(self: Journal, indices: Any, results: Any) -> Any:
         writes.append(list(indices))
-        return append(self, indices, results, index)
+        return append(self, indices, results)
 
     monkeypatch.setattr(Journal, "append", counted)
     path = tmp_path / "checkpoint.pkl"
@@ -217,10 +218,10 @@ def test_write_errors_warn_keep_results_and_retry(
     append = Journal.append
     failures = [OSError(28, "No space left on device")]
 
-    def full_disk(self: Journal, indices: Any, results: Any, index: int) -> Any:
+    def full_disk(self: Journal, indices: Any, results: Any) -> Any:
         if failures:
             raise failures.pop()
-        return append(self, indices, results, index)
+        return append(self, indices, results)
 
     monkeypatch.setattr(Journal, "append", full_disk)
     path = tmp_path / "checkpoint.pkl"

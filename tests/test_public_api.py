@@ -32,7 +32,7 @@ def test_checkpoint_method_examples(tmp_path: Path) -> None:
         thread_chunks.Checkpoint, "Checkpoint", module=False, globs=globs
     )
     method_tests = [t for t in tests if t.name != "Checkpoint" and t.examples]
-    assert {t.name.rsplit(".", 1)[1] for t in method_tests} >= {"load", "matches"}
+    assert {t.name.rsplit(".", 1)[1] for t in method_tests} >= {"apply", "matches"}
     for test in method_tests:
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from saveable_objects import SaveableObject
-
 from ._equality import same_parameters
-from ._journal import decode_frame, read_journal, write_snapshot
+from ._saveable import SaveableCheckpoint
 
-__all__ = ["Checkpoint", "CheckpointFailedWarning", "read_checkpoint"]
+__all__ = ["Checkpoint", "CheckpointFailedWarning"]
 
 
 class CheckpointFailedWarning(Warning):
@@ -35,8 +33,10 @@ class CheckpointFailedWarning(Warning):
     __module__ = "thread_chunks"
 
 
-class Checkpoint(SaveableObject):  # type: ignore[misc]
+class Checkpoint(SaveableCheckpoint):
     """The saved progress of one run of :func:`chunk` or :func:`achunk`.
+
+    The arguments are those of thread-chunks 1.x, in the same order.
 
     Parameters
     ----------
@@ -49,7 +49,10 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
     completed : list of bool, optional
         Which calls have completed. Defaults to all ``False``.
     index : int, optional
-        The largest parameter index whose call has started, ``-1`` for none.
+        How far the run has got: one more than the largest completed index.
+        Defaults to that value.
+    done : int, optional
+        The number of completed calls; if given, it must agree with ``completed``.
     path : str or os.PathLike, optional
         Where to save the checkpoint. If given, it is saved at once.
 
@@ -57,13 +60,20 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
     ----------
     func_name : str
     parameters : list
-    output : list
-        ``output[i]`` is ``func(*parameters[i])`` where completed, else ``None``.
-    completed : list of bool
-        ``completed[i]`` tells a result of ``None`` from a call not yet done.
+    results : dict
+        The completed results by call index: the one source of truth, from
+        which ``output``, ``completed`` and ``done`` are derived.
     index : int
-    done : int
-        The number of completed calls.
+        ``len(parameters)`` after a complete run, as in thread-chunks 1.x.
+    unreadable : dict
+        The calls whose saved result could not be loaded, with the error: they
+        count as not done, and a rerun computes them again.
+
+    Raises
+    ------
+    ValueError
+        If ``output`` or ``completed`` has not one entry per argument list, or
+        ``done`` disagrees with ``completed``.
 
     Examples
     --------
@@ -73,8 +83,10 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
     >>> results = chunk(divmod, [[7, 2], [9, 4]], path=tmp / "div.pkl",
     ...                 progress_bar=False)
     >>> checkpoint = Checkpoint.load(tmp / "div.pkl")
-    >>> checkpoint.func_name, checkpoint.done, checkpoint.output
-    ('divmod', 2, [(3, 1), (2, 1)])
+    >>> checkpoint
+    Checkpoint('divmod', done=2 of 2, path='.../div.pkl')
+    >>> checkpoint.output, checkpoint.index
+    ([(3, 1), (2, 1)], 2)
     """
 
     __module__ = "thread_chunks"
@@ -85,31 +97,47 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
         parameters: Sequence[Sequence[Any]],
         output: Sequence[Any] | None = None,
         completed: Sequence[bool] | None = None,
-        index: int = -1,
+        index: int | None = None,
+        done: int | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.func_name = func_name
         self.parameters = list(parameters)
         n = len(self.parameters)
-        self.output = [None] * n if output is None else list(output)
-        self.completed = [False] * n if completed is None else list(completed)
-        self.index = index
+        output = [None] * n if output is None else list(output)
+        completed = [False] * n if completed is None else list(completed)
+        for name, values in (("output", output), ("completed", completed)):
+            if len(values) != n:
+                raise ValueError(
+                    f"{name} must have one entry per argument list: got "
+                    f"{len(values)} for {n} parameters"
+                )
+        if done is not None and done != sum(map(bool, completed)):
+            raise ValueError(
+                f"done={done} disagrees with completed, which has "
+                f"{sum(map(bool, completed))} calls done; leave out done"
+            )
+        self.results: dict[int, Any] = {i: output[i] for i in range(n) if completed[i]}
+        self.index = max(self.results, default=-1) + 1 if index is None else index
+        self.unreadable: dict[int, str] = {}
         super().__init__(None if path is None else os.fspath(path))
 
     @property
-    def path(self) -> str | None:
-        """The file this checkpoint saves to."""
-        path: str | None = self._path
-        return path
+    def output(self) -> list[Any]:
+        """``output[i]`` is ``func(*parameters[i])`` where completed, else ``None``."""
+        results = self.results
+        return [results.get(i) for i in range(len(self.parameters))]
 
-    @path.setter
-    def path(self, value: str | os.PathLike[str] | None) -> None:
-        self._path = None if value is None else self._updatepathroot(os.fspath(value))
+    @property
+    def completed(self) -> list[bool]:
+        """``completed[i]`` tells a result of ``None`` from a call not yet done."""
+        results = self.results
+        return [i in results for i in range(len(self.parameters))]
 
     @property
     def done(self) -> int:
         """The number of completed calls."""
-        return sum(self.completed)
+        return len(self.results)
 
     def matches(self, func_name: str, parameters: Sequence[Sequence[Any]]) -> bool:
         """Return whether this checkpoint belongs to ``func_name`` over ``parameters``.
@@ -125,118 +153,32 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
             self.parameters, parameters
         )
 
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str],
-        new_path: str | None = None,
-        strict_typing: bool = True,
-    ) -> Checkpoint:
-        """Load the latest saved state from ``path``, including every appended result.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            The checkpoint file.
-        new_path : str, optional
-            A path to give the loaded checkpoint instead of ``path``.
-        strict_typing : bool, optional
-            Raise ``TypeError`` if the file does not hold a ``Checkpoint``.
-
-        Returns
-        -------
-        Checkpoint
-
-        Raises
-        ------
-        FileNotFoundError
-            If there is no file at ``path``.
-        pickle.UnpicklingError, EOFError, TypeError
-            If the file is not a checkpoint.
-
-        Notes
-        -----
-        Loading unpickles the file, which can run any code: load only
-        checkpoints that you (or code you trust) wrote.
+    def apply(self, results: Mapping[int, Any]) -> None:
+        """Record each ``results[i]`` as the output of call ``i``.
 
         Examples
         --------
-        >>> Checkpoint("f", [[1]], path=tmp / "f.pkl").done
-        0
-        >>> Checkpoint.load(tmp / "f.pkl").output
-        [None]
+        >>> checkpoint = Checkpoint("f", [[1], [2], [3]])
+        >>> checkpoint.apply({1: "b"})
+        >>> checkpoint.output, checkpoint.index
+        ([None, 'b', None], 2)
         """
-        resolved = cls._updatepathroot(os.fspath(path))
-        checkpoint, _ = read_checkpoint(resolved, cls, strict_typing)
-        checkpoint.path = resolved if new_path is None else new_path
-        return checkpoint
-
-    @classmethod
-    def _from_journal(cls, header: bytes, *records: bytes) -> Checkpoint:
-        """Rebuild a checkpoint from the frames of its file; pickle calls this."""
-        checkpoint: Checkpoint = decode_frame(header)
-        for record in records:
-            checkpoint.apply(*decode_frame(record))
-        return checkpoint
-
-    def apply(self, indices: Sequence[int], results: Sequence[Any], index: int) -> None:
-        """Record ``results[k]`` as the output of call ``indices[k]``, for each k."""
-        for i, result in zip(indices, results, strict=True):
-            self.output[i] = result
-            self.completed[i] = True
-        self.index = max(self.index, index)
+        self.results.update(results)
+        if results:
+            self.index = max(self.index, max(results) + 1)
 
     def arguments(self) -> dict[str, Any]:
-        """The arguments that identify this checkpoint, saved after the snapshot."""
+        """The arguments that identify this checkpoint, saved after it.
+
+        Examples
+        --------
+        >>> Checkpoint("f", [[1]]).arguments()
+        {'func_name': 'f', 'parameters': [[1]]}
+        """
         return {"func_name": self.func_name, "parameters": self.parameters}
 
-    def _save(self, path: str, write_mode: str = "wb") -> None:
-        write_snapshot(path, self, self.arguments())
-
-    def update_save(self, path: str | None = None) -> bool:
-        """Save atomically, the arguments included; same as :meth:`save`."""
-        self.save(path)
-        return True
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Only completed results are stored, so a fresh checkpoint costs nothing
-        # per call beyond its parameters.
-        state = self.__dict__.copy()
-        completed = state.pop("completed")
-        output = state.pop("output")
-        state["results"] = {i: output[i] for i, done in enumerate(completed) if done}
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        results = state.pop("results")
-        self.__dict__.update(state)
-        n = len(self.parameters)
-        self.output = [None] * n
-        self.completed = [False] * n
-        for i, result in results.items():
-            self.output[i] = result
-            self.completed[i] = True
-
-
-def read_checkpoint(
-    path: str, cls: type[Checkpoint] = Checkpoint, strict_typing: bool = True
-) -> tuple[Checkpoint, int | None]:
-    """Read the checkpoint file at ``path`` with every result saved in it.
-
-    Returns the checkpoint and the offset where new records may be appended,
-    or ``None`` for a file in another format (a plain pickle of a checkpoint).
-    """
-    with open(path, "rb") as file:
-        journal = read_journal(file)
-        if journal is None:
-            file.seek(0)
-            checkpoint: Checkpoint = cls._load(file, None, strict_typing)
-            return checkpoint, None
-    header, records, end = journal
-    if strict_typing and not isinstance(header, cls):
-        raise TypeError(
-            f"{path!r} holds a {type(header).__name__}, not a {cls.__name__}"
+    def __repr__(self) -> str:
+        return (
+            f"Checkpoint({self.func_name!r}, done={self.done} of "
+            f"{len(self.parameters)}, path={self.path!r})"
         )
-    for record in records:
-        header.apply(*record)
-    return header, end

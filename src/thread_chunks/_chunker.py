@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import replace
+from typing import Any, Generic, TypeVar, Unpack, overload
 
 from ._actors import LabelledActor
-from ._core import run_plan
-from ._errors import unwrapped_exception_groups
+from ._core import drive
+from ._options import NewOptions, Options, takes_options
 from ._plan import Plan, make_plan
 from ._sync import run_blocking
 
 __all__ = ["Chunker"]
 
+R = TypeVar("R")
+S = TypeVar("S")
+_Path = str | os.PathLike[str] | None
+_Bar = bool | Mapping[str, Any] | None
 
-class Chunker:
+
+@takes_options(NewOptions)
+class Chunker(Generic[R]):
     """Run many parameter lists through the same workers, run after run.
 
     Its actors are made once and reused, so per-worker state built by a
     :class:`LabelledActor` subclass (a loaded model, a connection) is paid for
-    once, not once per run.
+    once, not once per run. The positional order is that of thread-chunks 1.x.
 
     Parameters
     ----------
@@ -34,18 +41,26 @@ class Chunker:
     chunk_size : int, optional
         The most calls running at once (default: ``len(actors)`` if given, else
         ``config.default_chunk_size``, read now).
-    progress_bar : bool, optional
+    progress_bar : bool or dict, optional
         The default for each run (default: ``config.progress_bar``, read at
         each run).
+    persistent : bool, optional
+        Kept from thread-chunks 1.x, where it kept a Ray instance alive; it
+        has no effect on threads.
     path : str or os.PathLike, optional
         The default checkpoint file for each run.
-    executor : concurrent.futures.Executor or 'processes', optional
-        Run the calls on this executor; see :func:`achunk`.
+    {options}
+
+    Attributes
+    ----------
+    persistent : bool
 
     Examples
     --------
     >>> from thread_chunks import Chunker
     >>> chunker = Chunker(abs, chunk_size=2, progress_bar=False)
+    >>> chunker
+    Chunker(abs, chunk_size=2, path=None)
     >>> chunker([[-1], [-2]])
     [1, 2]
     >>> chunker([[3, 4]], func=max)  # later runs keep using max
@@ -55,31 +70,58 @@ class Chunker:
     [5]
     """
 
+    @overload
+    def __init__(
+        self: Chunker[S],
+        func: Callable[..., Coroutine[Any, Any, S]],
+        actors: Sequence[LabelledActor] | None = ...,
+        chunk_size: int | None = ...,
+        progress_bar: _Bar = ...,
+        persistent: bool = ...,
+        path: _Path = ...,
+        **options: Unpack[NewOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Chunker[S],
+        func: Callable[..., S],
+        actors: Sequence[LabelledActor] | None = ...,
+        chunk_size: int | None = ...,
+        progress_bar: _Bar = ...,
+        persistent: bool = ...,
+        path: _Path = ...,
+        **options: Unpack[NewOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Chunker[Any],
+        func: None = ...,
+        actors: Sequence[LabelledActor] | None = ...,
+        chunk_size: int | None = ...,
+        progress_bar: _Bar = ...,
+        persistent: bool = ...,
+        path: _Path = ...,
+        **options: Unpack[NewOptions],
+    ) -> None: ...
     def __init__(
         self,
         func: Callable[..., Any] | None = None,
         actors: Sequence[LabelledActor] | None = None,
         chunk_size: int | None = None,
-        progress_bar: bool | None = None,
-        path: str | os.PathLike[str] | None = None,
-        executor: Executor | str | None = None,
+        progress_bar: _Bar = None,
+        persistent: bool = False,
+        path: _Path = None,
+        **options: Unpack[NewOptions],
     ) -> None:
-        plan = make_plan(
-            func,
-            [],
-            actors=actors,
-            chunk_size=chunk_size,
-            progress_bar=progress_bar,
-            path=path,
-            executor=executor,
-        )
-        self._defaults: dict[str, Any] = {
-            "actors": plan.actors,
-            "executor": executor,
-            "progress_bar": progress_bar,  # None: read the config at each run
-            "path": path,
-        }
-        self._running = False
+        given = Options(
+            actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
+            path=path, **options,
+        )  # fmt: skip
+        plan = make_plan(func, [], given)
+        # The actors carry the function and the chunk size from now on.
+        self._options = replace(given, actors=plan.actors, chunk_size=None)
+        self.persistent = persistent
+        self._guard = threading.Lock()
 
     @property
     def actors(self) -> list[LabelledActor]:
@@ -94,65 +136,158 @@ class Chunker:
         >>> chunk(None, [[-3]], chunker.actors, progress_bar=False)
         [3]
         """
-        return list(self._defaults["actors"])
+        return list(self._options.actors or [])
 
     @property
     def chunk_size(self) -> int:
-        """The most calls running at once.
+        """The most calls running at once: ``len(actors)``.
 
         Examples
         --------
         >>> Chunker(abs, chunk_size=3).chunk_size
         3
         """
-        return len(self._defaults["actors"])
+        return len(self.actors)
 
+    @property
+    def progress_bar(self) -> _Bar:
+        """The default ``progress_bar`` of each run (``None``: from the config)."""
+        return self._options.progress_bar
+
+    @progress_bar.setter
+    def progress_bar(self, value: _Bar) -> None:
+        self._options = replace(self._options, progress_bar=value)
+
+    @property
+    def path(self) -> _Path:
+        """The default checkpoint file of each run."""
+        return self._options.path
+
+    @path.setter
+    def path(self, value: _Path) -> None:
+        self._options = replace(self._options, path=value)
+
+    @overload
+    def __call__(
+        self,
+        parameters: Iterable[Sequence[Any]],
+        func: None = ...,
+        progress_bar: _Bar = ...,
+        path: _Path = ...,
+        **options: Unpack[NewOptions],
+    ) -> list[R]: ...
+    @overload
+    def __call__(
+        self,
+        parameters: Iterable[Sequence[Any]],
+        func: Callable[..., Coroutine[Any, Any, S]],
+        progress_bar: _Bar = ...,
+        path: _Path = ...,
+        **options: Unpack[NewOptions],
+    ) -> list[S]: ...
+    @overload
+    def __call__(
+        self,
+        parameters: Iterable[Sequence[Any]],
+        func: Callable[..., S],
+        progress_bar: _Bar = ...,
+        path: _Path = ...,
+        **options: Unpack[NewOptions],
+    ) -> list[S]: ...
+    @takes_options(NewOptions)
     def __call__(
         self,
         parameters: Iterable[Sequence[Any]],
         func: Callable[..., Any] | None = None,
-        progress_bar: bool | None = None,
-        path: str | os.PathLike[str] | None = None,
+        progress_bar: _Bar = None,
+        path: _Path = None,
+        **options: Unpack[NewOptions],
     ) -> list[Any]:
-        """Run every call and return the results in order; see :func:`chunk`."""
-        with self._exclusive():
-            return run_blocking(self._plan(parameters, func, progress_bar, path))
+        """Run every call and return the results in order; see :func:`chunk`.
 
+        Options given here apply to this run only; ``func`` replaces the
+        function of the actors for this run and the next ones.
+
+        Parameters
+        ----------
+        parameters : iterable of lists or tuples
+            One argument list per call.
+        func : callable, optional
+            A new function for the actors.
+        progress_bar : bool or dict, optional
+            Overrides the Chunker's ``progress_bar`` for this run.
+        path : str or os.PathLike, optional
+            Overrides the Chunker's ``path`` for this run.
+        {options}
+
+        Returns
+        -------
+        list
+            ``[func(*args) for args in parameters]``, in order.
+        """
+        with self._exclusive():
+            plan = self._plan(parameters, func, progress_bar, path, options)
+            return run_blocking(plan)
+
+    @takes_options(NewOptions)
     async def achunk(
         self,
         parameters: Iterable[Sequence[Any]],
         func: Callable[..., Any] | None = None,
-        progress_bar: bool | None = None,
-        path: str | os.PathLike[str] | None = None,
+        progress_bar: _Bar = None,
+        path: _Path = None,
+        **options: Unpack[NewOptions],
     ) -> list[Any]:
-        """Run every call and return the results in order; see :func:`achunk`."""
-        with self._exclusive(), unwrapped_exception_groups():
-            return await run_plan(self._plan(parameters, func, progress_bar, path))
+        """Run every call and return the results in order; see :func:`achunk`.
+
+        Takes the same arguments as :meth:`__call__`.
+
+        Parameters
+        ----------
+        parameters : iterable of lists or tuples
+            One argument list per call.
+        func : callable, optional
+            A new function for the actors.
+        progress_bar : bool or dict, optional
+            Overrides the Chunker's ``progress_bar`` for this run.
+        path : str or os.PathLike, optional
+            Overrides the Chunker's ``path`` for this run.
+        {options}
+
+        Returns
+        -------
+        list
+            ``[func(*args) for args in parameters]``, in order.
+        """
+        with self._exclusive():
+            plan = self._plan(parameters, func, progress_bar, path, options)
+            return await drive(plan)
 
     def _plan(
         self,
         parameters: Iterable[Sequence[Any]],
         func: Callable[..., Any] | None,
-        progress_bar: bool | None,
-        path: str | os.PathLike[str] | None,
+        progress_bar: _Bar,
+        path: _Path,
+        options: Mapping[str, Any],
     ) -> Plan:
-        arguments = dict(self._defaults)
-        if progress_bar is not None:
-            arguments["progress_bar"] = progress_bar
-        if path is not None:
-            arguments["path"] = path
-        return make_plan(func, parameters, **arguments)
+        given = {"progress_bar": progress_bar, "path": path, **options}
+        return make_plan(func, parameters, self._options.merged(given))
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         """Hold the actors for one run; a second run at the same time fails."""
-        if self._running:
+        if not self._guard.acquire(blocking=False):
             raise RuntimeError(
                 "this Chunker is already running: its actors can serve one run at "
                 "a time, so create one Chunker per concurrent run"
             )
-        self._running = True
         try:
             yield
         finally:
-            self._running = False
+            self._guard.release()
+
+    def __repr__(self) -> str:
+        func = self.actors[0].get_func()
+        name = getattr(func, "__qualname__", type(func).__qualname__)
+        return f"Chunker({name}, chunk_size={self.chunk_size}, path={self.path!r})"

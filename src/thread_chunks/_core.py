@@ -7,8 +7,7 @@ import reprlib
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Executor
 from contextlib import AsyncExitStack
-from os import PathLike
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 import anyio
 import anyio.to_thread
@@ -16,11 +15,13 @@ import anyio.to_thread
 from ._actors import LabelledActor
 from ._errors import unwrapped_exception_groups
 from ._executor import call_in_executor, opened_executor
+from ._notices import Notices
+from ._options import Options, OptionsDict, takes_options
 from ._plan import Plan, make_plan
 from ._progress import open_progress_bar
 from ._store import CheckpointStore
 
-__all__ = ["achunk", "run_plan"]
+__all__ = ["achunk", "drive", "run_plan"]
 
 R = TypeVar("R")
 logger = logging.getLogger("thread_chunks")
@@ -30,54 +31,29 @@ logger = logging.getLogger("thread_chunks")
 async def achunk(
     func: Callable[..., Coroutine[Any, Any, R]],
     parameters: Iterable[Sequence[Any]],
-    *,
-    chunk_size: int | None = ...,
-    progress_bar: bool | None = ...,
-    path: str | PathLike[str] | None = ...,
-    actors: Sequence[LabelledActor] | None = ...,
-    checkpoint_every: float = ...,
-    executor: Executor | str | None = ...,
+    **options: Unpack[OptionsDict],
 ) -> list[R]: ...
 @overload
 async def achunk(
     func: Callable[..., R],
     parameters: Iterable[Sequence[Any]],
-    *,
-    chunk_size: int | None = ...,
-    progress_bar: bool | None = ...,
-    path: str | PathLike[str] | None = ...,
-    actors: Sequence[LabelledActor] | None = ...,
-    checkpoint_every: float = ...,
-    executor: Executor | str | None = ...,
+    **options: Unpack[OptionsDict],
 ) -> list[R]: ...
 @overload
 async def achunk(
-    func: None,
-    parameters: Iterable[Sequence[Any]],
-    *,
-    chunk_size: int | None = ...,
-    progress_bar: bool | None = ...,
-    path: str | PathLike[str] | None = ...,
-    actors: Sequence[LabelledActor],
-    checkpoint_every: float = ...,
-    executor: Executor | str | None = ...,
+    func: None, parameters: Iterable[Sequence[Any]], **options: Unpack[OptionsDict]
 ) -> list[Any]: ...
+@takes_options(OptionsDict)
 async def achunk(
     func: Callable[..., Any] | None,
     parameters: Iterable[Sequence[Any]],
-    *,
-    chunk_size: int | None = None,
-    progress_bar: bool | None = None,
-    path: str | PathLike[str] | None = None,
-    actors: Sequence[LabelledActor] | None = None,
-    checkpoint_every: float = 0.0,
-    executor: Executor | str | None = None,
+    **options: Unpack[OptionsDict],
 ) -> list[Any]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
 
     Sync functions run in worker threads, coroutine functions on the event
     loop; at most ``chunk_size`` calls run at once and the next starts as soon
-    as one finishes. Works under asyncio and trio.
+    as one finishes. Works under asyncio and trio. Every option is keyword-only.
 
     Parameters
     ----------
@@ -85,30 +61,7 @@ async def achunk(
         The function to call. ``None`` runs the function the ``actors`` hold.
     parameters : iterable of lists or tuples
         One argument list per call: call ``i`` is ``func(*parameters[i])``.
-    chunk_size : int, optional
-        The most calls running at once. Defaults to ``len(actors)`` if actors
-        are given, else to ``thread_chunks.config.default_chunk_size``.
-    progress_bar : bool, optional
-        Show a tqdm progress bar. Defaults to ``thread_chunks.config.progress_bar``.
-    path : str or os.PathLike, optional
-        A checkpoint file. Each result is saved as soon as its call completes,
-        and a rerun with the same function name and parameters skips every
-        call already saved. Other function names or parameters replace the file.
-    actors : list of LabelledActor, optional
-        Exactly ``chunk_size`` workers; each call borrows one for its duration.
-    checkpoint_every : float, optional
-        The least number of seconds between two checkpoint writes. ``0`` (the
-        default) writes as soon as possible; a few seconds saves disk syncs when
-        calls take milliseconds, at the risk of recomputing that much on a crash.
-    executor : concurrent.futures.Executor or 'processes', optional
-        Run each call on this executor instead of in a thread: a process pool,
-        a Dask cluster (``client.get_executor(pure=False)``), an MPI pool. At
-        most ``chunk_size`` calls are submitted at once; this process still
-        saves the checkpoint and shows progress. ``'processes'`` creates (and
-        closes) a loky process pool of ``chunk_size`` workers, which runs
-        lambdas too; it needs ``pip install 'thread-chunks[processes]'``.
-
-        .. versionadded:: 2.0
+    {options}
 
     Returns
     -------
@@ -121,9 +74,16 @@ async def achunk(
         For a bad argument, before any call runs.
     OSError
         If the checkpoint file cannot be written, before any call runs.
+    RuntimeError
+        If another run is writing the same checkpoint file, before any call runs.
     Exception
         The first exception raised by ``func``, once the calls already running
         have finished and their results are saved; a note names the call.
+
+    Warns
+    -----
+    CheckpointFailedWarning
+        If a checkpoint cannot be read or written; the run goes on.
 
     Examples
     --------
@@ -135,61 +95,86 @@ async def achunk(
     >>> anyio.run(main)
     [32, 27]
     """
-    plan = make_plan(
-        func,
-        parameters,
-        actors=actors,
-        chunk_size=chunk_size,
-        progress_bar=progress_bar,
-        path=path,
-        checkpoint_every=checkpoint_every,
-        executor=executor,
-    )
+    return await drive(make_plan(func, parameters, Options(**options)))
+
+
+async def drive(plan: Plan) -> list[Any]:
+    """Run ``plan`` on the current event loop; warn from the caller's caller.
+
+    The run's warnings are issued here, as they come, so that they point at the
+    line that called the entry point (two frames up) and a warning turned into
+    an error stops the run like any exception.
+    """
+    notices = Notices()
+    outputs: list[Any] = []
+    failures: list[Exception] = []
+
+    async def run() -> None:
+        try:
+            outputs.extend(await run_plan(plan, notices))
+        except Exception as exc:  # raised below, after the last warnings
+            failures.append(exc)
+        finally:
+            notices.end()
+
     with unwrapped_exception_groups():
-        return await run_plan(plan)
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(run)
+            while not notices.ended:
+                await notices.wait()
+                notices.issue(stacklevel=3)
+        notices.issue(stacklevel=3)
+        if failures:
+            raise failures[0]
+    return outputs
 
 
-async def run_plan(plan: Plan) -> list[Any]:
+async def run_plan(plan: Plan, notices: Notices) -> list[Any]:
     """Run a checked :class:`Plan` and return its outputs in order."""
     n = len(plan.parameters)
     if n == 0:
         return []
     outputs: list[Any] = [None] * n
-    done = [False] * n
     store = None
     # Closed in reverse order, however the run ends: the calls, the executor,
     # the progress bar, and last the checkpoint, which saves what they left.
     async with AsyncExitStack() as stack:
         if plan.path is not None:
             store = await CheckpointStore.open(
-                plan.path, plan.func_name, plan.parameters, plan.checkpoint_every
+                plan.path,
+                plan.func_name,
+                plan.parameters,
+                plan.checkpoint_every,
+                notices,
             )
             await stack.enter_async_context(store.running())
-            outputs = list(store.checkpoint.output)
-            done = list(store.checkpoint.completed)
-        already_done = sum(done)
-        bar = _progress(plan, already_done)
+            for i, result in store.results.items():
+                outputs[i] = result
+        done = set() if store is None else set(store.results)
+        bar = _progress(plan, len(done))
         if bar is not None:
             stack.callback(bar.close)
         executor = await stack.enter_async_context(
             opened_executor(plan.executor, plan.chunk_size)
         )
         runner = _Runner(plan, outputs, store, executor)
-        todo = (i for i in range(n) if not done[i])
+        todo = (i for i in range(n) if i not in done)
         async with anyio.create_task_group() as task_group:
-            for actor in plan.actors[: n - already_done]:
+            for actor in plan.actors[: n - len(done)]:
                 task_group.start_soon(runner.work, actor, todo, bar)
     runner.raise_first_failure()
     return outputs
 
 
 def _progress(plan: Plan, already_done: int) -> Any:
-    if not plan.progress_bar:
+    if plan.progress_bar is None:
         return None
     description = plan.func_name
     if already_done:
         description += f" (resumed, {already_done} done before)"
-    return open_progress_bar(len(plan.parameters), already_done, description)
+    return open_progress_bar(
+        len(plan.parameters), already_done, description, plan.progress_bar
+    )
 
 
 class _Runner:
@@ -215,8 +200,6 @@ class _Runner:
         for i in todo:
             if self.failures:
                 return
-            if store is not None:
-                store.started = max(store.started, i)
             try:
                 result = await self._call(actor, i, parameters[i])
             except Exception as exc:

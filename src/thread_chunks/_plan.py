@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -17,8 +17,9 @@ from ._actors import LabelledActor
 from ._checkpoint import Checkpoint
 from ._config import config
 from ._executor import check_executor
+from ._options import Options, check_chunk_size
 
-__all__ = ["Plan", "make_plan"]
+__all__ = ["Plan", "function_name", "is_coroutine_function", "make_plan"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Plan:
     parameters: list[Sequence[Any]]
     actors: list[LabelledActor]
     is_async: bool
-    progress_bar: bool
+    progress_bar: Mapping[str, Any] | None
     path: str | None
     checkpoint_every: float
     executor: Executor | str | None = None
@@ -43,23 +44,30 @@ class Plan:
 def make_plan(
     func: Callable[..., Any] | None,
     parameters: Iterable[Sequence[Any]],
-    *,
-    actors: Sequence[LabelledActor] | None = None,
-    chunk_size: int | None = None,
-    progress_bar: bool | None = None,
-    path: str | os.PathLike[str] | None = None,
-    checkpoint_every: float = 0.0,
-    executor: Executor | str | None = None,
+    options: Options,
 ) -> Plan:
-    """Validate the arguments of :func:`achunk` and resolve their defaults.
+    """Check ``func`` and ``parameters`` against ``options``; resolve the defaults.
 
     Every mistake raises here, naming the argument, before any call runs.
     Passing ``func`` with ``actors`` sets it on each actor.
     """
-    actor_list = check_actors(actors, func)
+    if func is not None and not callable(func):
+        raise TypeError(
+            f"func must be callable, got {func!r} ({type(func).__name__}); pass the "
+            "function itself, not the result of calling it"
+        )
+    actor_list = list(options.actors or [])
+    if func is None:
+        if not actor_list:
+            raise TypeError("func and actors are both None: pass a function to run")
+        if not callable(actor_list[0].get_func()):
+            raise TypeError(
+                "actors[0].get_func() is not callable: give the actors a func"
+            )
+    chunk_size = options.chunk_size
     if chunk_size is None:
         chunk_size = len(actor_list) if actor_list else config.default_chunk_size
-    check_chunk_size(chunk_size)
+        check_chunk_size(chunk_size)
     if actor_list and len(actor_list) != chunk_size:
         raise ValueError(
             f"actors must have exactly chunk_size entries: got {len(actor_list)} "
@@ -67,7 +75,8 @@ def make_plan(
         )
     run_func = func if func is not None else actor_list[0].get_func()
     func_name = function_name(run_func)
-    is_async = inspect.iscoroutinefunction(run_func)
+    is_async = is_coroutine_function(run_func)
+    executor = options.executor
     if executor is not None:
         if any(type(actor) is not LabelledActor for actor in actor_list):
             raise ValueError(
@@ -81,14 +90,16 @@ def make_plan(
                 "leave out executor to await it on the event loop"
             )
         check_executor(executor, run_func, func_name)
+    path = options.path
     plan = Plan(
         func_name=func_name,
         parameters=check_parameters(parameters),
         actors=actor_list or [LabelledActor(run_func) for _ in range(chunk_size)],
         is_async=is_async,
-        progress_bar=check_progress_bar(progress_bar),
-        path=check_path(path),
-        checkpoint_every=check_checkpoint_every(checkpoint_every),
+        progress_bar=_bar_options(options.progress_bar),
+        # Like saveable_objects, a path without an extension gets "_Checkpoint.pkl".
+        path=None if path is None else Checkpoint._updatepathroot(os.fspath(path)),
+        checkpoint_every=float(options.checkpoint_every),
         executor=executor,
     )
     # Only now that every argument is good: give the actors the new function.
@@ -98,51 +109,23 @@ def make_plan(
     return plan
 
 
-def check_actors(
-    actors: Sequence[LabelledActor] | None, func: Callable[..., Any] | None
-) -> list[LabelledActor]:
-    """Check ``func`` and ``actors`` together; return the actors as a list."""
-    if func is not None and not callable(func):
-        raise TypeError(
-            f"func must be callable, got {func!r} ({type(func).__name__}); pass the "
-            "function itself, not the result of calling it"
-        )
-    if actors is None:
-        if func is None:
-            raise TypeError("func and actors are both None: pass a function to run")
-        return []
-    if isinstance(actors, LabelledActor) or not isinstance(actors, Sequence):
-        raise TypeError(
-            f"actors must be a list of LabelledActor, got {type(actors).__name__}"
-        )
-    seen: dict[int, int] = {}
-    for i, actor in enumerate(actors):
-        if not isinstance(actor, LabelledActor):
-            raise TypeError(
-                f"actors[{i}] must be a LabelledActor, got {type(actor).__name__}"
-            )
-        if id(actor) in seen:
-            raise ValueError(
-                f"actors[{i}] is the same object as actors[{seen[id(actor)]}]: each "
-                "running call needs an actor of its own"
-            )
-        seen[id(actor)] = i
-    if not actors:
-        raise ValueError("actors is empty: pass at least one LabelledActor")
-    if func is None and not callable(actors[0].get_func()):
-        raise TypeError("actors[0].get_func() is not callable: give the actors a func")
-    return list(actors)
+def is_coroutine_function(func: Callable[..., Any]) -> bool:
+    """Whether calling ``func`` returns a coroutine, callable objects included."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(type(func), "__call__", None)  # noqa: B004
+    return not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
 
 
-def check_chunk_size(chunk_size: object) -> None:
-    """Raise unless ``chunk_size`` is an int of at least 1."""
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
-        raise TypeError(
-            f"chunk_size must be an int >= 1, got {chunk_size!r} "
-            f"({type(chunk_size).__name__})"
-        )
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+def _bar_options(
+    progress_bar: bool | Mapping[str, Any] | None,
+) -> Mapping[str, Any] | None:
+    """The tqdm keyword arguments of the bar, or ``None`` for no bar."""
+    if progress_bar is None:
+        progress_bar = config.progress_bar
+    if isinstance(progress_bar, Mapping):
+        return dict(progress_bar)
+    return {} if progress_bar else None
 
 
 def check_parameters(parameters: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
@@ -161,45 +144,6 @@ def check_parameters(parameters: Iterable[Sequence[Any]]) -> list[Sequence[Any]]
                 "pass [[x] for x in values]"
             )
     return checked
-
-
-def check_progress_bar(progress_bar: bool | None) -> bool:
-    """Resolve ``progress_bar`` against the config and check it is a bool."""
-    resolved = config.progress_bar if progress_bar is None else progress_bar
-    if not isinstance(resolved, bool):
-        raise TypeError(f"progress_bar must be True, False or None, got {resolved!r}")
-    return resolved
-
-
-def check_path(path: str | os.PathLike[str] | None) -> str | None:
-    """Return ``path`` as a ``str`` (``None`` stays ``None``), checking its type."""
-    if path is None:
-        return None
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    resolved = os.fspath(path)
-    if not isinstance(resolved, str):
-        raise TypeError(f"path must be a text path, got {resolved!r}")
-    if os.path.isdir(resolved):
-        raise ValueError(
-            f"path {resolved!r} is a directory; pass a file name inside it, such "
-            f"as {os.path.join(resolved, 'checkpoint.pkl')!r}"
-        )
-    # Like saveable_objects, a path without an extension gets "_Checkpoint.pkl".
-    return str(Checkpoint._updatepathroot(resolved))
-
-
-def check_checkpoint_every(checkpoint_every: float) -> float:
-    """Check ``checkpoint_every`` is a number of seconds >= 0."""
-    if not isinstance(checkpoint_every, int | float) or isinstance(
-        checkpoint_every, bool
-    ):
-        raise TypeError(
-            f"checkpoint_every must be a number of seconds, got {checkpoint_every!r}"
-        )
-    if not checkpoint_every >= 0:
-        raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
-    return float(checkpoint_every)
 
 
 def function_name(func: Callable[..., Any]) -> str:

@@ -13,18 +13,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 from filelock import FileLock, Timeout
 
-from ._checkpoint import Checkpoint, CheckpointFailedWarning, read_checkpoint
-from ._journal import Journal, remove_leftovers
+from ._atomic import remove_leftovers
+from ._checkpoint import Checkpoint, CheckpointFailedWarning
+from ._journal import Journal
+from ._notices import Notices
+from ._saveable import read_checkpoint
 
 __all__ = ["MIN_WRITE_GAP", "CheckpointStore"]
 
@@ -37,7 +38,8 @@ logger = logging.getLogger("thread_chunks")
 class CheckpointStore:
     """One run's checkpoint file: the journal and the results queued for it.
 
-    Create it with :meth:`open`, then wrap the work in :meth:`running`.
+    Create it with :meth:`open`, which reads the results saved before, then
+    wrap the work in :meth:`running` and hand each new result to :meth:`record`.
     """
 
     def __init__(
@@ -46,9 +48,9 @@ class CheckpointStore:
         journal: Journal,
         lock: FileLock,
         checkpoint_every: float,
+        notices: Notices,
     ) -> None:
-        self.checkpoint = checkpoint
-        self.started = checkpoint.index
+        self._checkpoint = checkpoint
         self._journal = journal
         self._file_lock = lock
         self._every = checkpoint_every
@@ -58,8 +60,10 @@ class CheckpointStore:
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._write_lock = anyio.Lock()
+        """Held by the writer while the run goes on and while the file is
+        finished: no two writes of the journal ever overlap."""
         self._io_limiter = anyio.CapacityLimiter(1)
-        self._warned: set[str] = set()
+        self._notices = notices
 
     @classmethod
     async def open(
@@ -67,19 +71,24 @@ class CheckpointStore:
         path: str,
         func_name: str,
         parameters: Sequence[Sequence[Any]],
-        checkpoint_every: float = 0.0,
+        checkpoint_every: float,
+        notices: Notices,
     ) -> CheckpointStore:
         """Resume the checkpoint at ``path`` if it matches, else start a new one.
 
         Raises ``OSError`` if the file cannot be written, before any call runs.
         """
-        checkpoint, journal, lock, notices = await anyio.to_thread.run_sync(
+        checkpoint, journal, lock, messages = await anyio.to_thread.run_sync(
             _open_file, path, func_name, parameters
         )
-        store = cls(checkpoint, journal, lock, checkpoint_every)
-        for notice in notices:
-            store._warn_once("read", notice)
-        return store
+        for message in messages:
+            notices.warn(message, CheckpointFailedWarning, kind="read")
+        return cls(checkpoint, journal, lock, checkpoint_every, notices)
+
+    @property
+    def results(self) -> dict[int, Any]:
+        """The results saved by earlier runs, by call index."""
+        return self._checkpoint.results
 
     def record(self, index: int, result: Any) -> None:
         """Queue a completed result for the next write. Never blocks on the disk."""
@@ -135,7 +144,7 @@ class CheckpointStore:
         if not indices:
             return
         try:
-            unpicklable = self._journal.append(indices, results, self.started)
+            unpicklable = self._journal.append(indices, results)
         except OSError as exc:
             with self._queue_lock:  # keep them: the next write retries them
                 self._queued_indices[:0] = indices
@@ -160,7 +169,7 @@ class CheckpointStore:
             self._write_queued()
         finally:
             try:
-                self._journal.finish(self.checkpoint.arguments())
+                self._journal.finish(self._checkpoint.arguments())
             except OSError as exc:
                 self._notify(
                     "finish",
@@ -171,13 +180,7 @@ class CheckpointStore:
                 self._file_lock.release()
 
     def _notify(self, kind: str, message: str) -> None:
-        """Warn from the writer thread, on the event loop thread."""
-        anyio.from_thread.run_sync(self._warn_once, kind, message)
-
-    def _warn_once(self, kind: str, message: str) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            warnings.warn(message, CheckpointFailedWarning, stacklevel=1)
+        self._notices.warn(message, CheckpointFailedWarning, kind=kind)
 
 
 def _open_file(
@@ -199,11 +202,11 @@ def _open_file(
         ) from None
     try:
         remove_leftovers(path)
-        checkpoint, journal, notices = _resume_or_create(path, func_name, parameters)
+        checkpoint, journal, messages = _resume_or_create(path, func_name, parameters)
     except BaseException:
         lock.release()
         raise
-    return checkpoint, journal, lock, notices
+    return checkpoint, journal, lock, messages
 
 
 def _lock_path(path: str) -> str:
@@ -214,15 +217,16 @@ def _lock_path(path: str) -> str:
 def _resume_or_create(
     path: str, func_name: str, parameters: Sequence[Sequence[Any]]
 ) -> tuple[Checkpoint, Journal, list[str]]:
-    notices: list[str] = []
+    messages: list[str] = []
     if os.path.exists(path):
         try:
-            old, end = read_checkpoint(path)
+            old, end = read_checkpoint(path, Checkpoint)
         except OSError:
             raise
         except Exception as exc:  # anything unpickling a foreign file can raise
             aside = _move_aside(path)
-            notices.append(
+            logger.warning("moved unreadable checkpoint %r to %r", path, aside)
+            messages.append(
                 f"checkpoint {path!r} cannot be read ({type(exc).__name__}: {exc}); "
                 f"moved it to {aside!r} and starting afresh"
             )
@@ -234,19 +238,27 @@ def _resume_or_create(
                     old.done,
                     len(parameters),
                 )
+                if old.unreadable:
+                    i, error = next(iter(old.unreadable.items()))
+                    messages.append(
+                        f"{len(old.unreadable)} saved results in {path!r} cannot be "
+                        f"loaded (call {i}: {error}); computing them again"
+                    )
                 old.path = path
                 if end is None:  # a plain pickle: rewrite it as a journal
-                    return old, Journal.create(path, old), notices
-                return old, Journal.reopen(path, end), notices
-            logger.info(
-                "checkpoint %r was made for another function or other parameters; "
-                "replacing it and computing every call",
+                    return old, _create(path, old), messages
+                return old, Journal.reopen(path, end), messages
+            logger.warning(
+                "checkpoint %r was made for another function or other parameters: "
+                "replacing it, which drops its %d saved results, and computing "
+                "every call",
                 path,
+                old.done,
             )
     checkpoint = Checkpoint(func_name, parameters)
     checkpoint.path = path
     try:
-        return checkpoint, Journal.create(path, checkpoint), notices
+        return checkpoint, _create(path, checkpoint), messages
     except OSError:
         raise
     except Exception as exc:  # the parameters cannot be pickled
@@ -255,6 +267,10 @@ def _resume_or_create(
             f"the run later, but they cannot be pickled ({exc}); pass picklable "
             "parameters or leave out path="
         ) from exc
+
+
+def _create(path: str, checkpoint: Checkpoint) -> Journal:
+    return Journal.create(path, Checkpoint.file_opening(), checkpoint)
 
 
 def _move_aside(path: str) -> str:

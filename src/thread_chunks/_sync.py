@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import wait as wait_for_futures
+from typing import Any, TypeVar, Unpack, overload
 
 from anyio.from_thread import start_blocking_portal
 
 from ._actors import LabelledActor
 from ._core import run_plan
 from ._errors import unwrapped_exception_groups
+from ._notices import Notices
+from ._options import NewOptions, Options, takes_options
 from ._plan import Plan, make_plan
 
 __all__ = ["chunk", "run_blocking"]
@@ -20,21 +22,55 @@ __all__ = ["chunk", "run_blocking"]
 R = TypeVar("R")
 logger = logging.getLogger("thread_chunks")
 
+_Path = str | os.PathLike[str] | None
+_Bar = bool | Mapping[str, Any] | None
 
+
+@overload
 def chunk(
-    func: Callable[..., R] | None,
+    func: Callable[..., Coroutine[Any, Any, R]],
+    parameters: Iterable[Sequence[Any]],
+    actors: Sequence[LabelledActor] | None = ...,
+    chunk_size: int | None = ...,
+    progress_bar: _Bar = ...,
+    path: _Path = ...,
+    **options: Unpack[NewOptions],
+) -> list[R]: ...
+@overload
+def chunk(
+    func: Callable[..., R],
+    parameters: Iterable[Sequence[Any]],
+    actors: Sequence[LabelledActor] | None = ...,
+    chunk_size: int | None = ...,
+    progress_bar: _Bar = ...,
+    path: _Path = ...,
+    **options: Unpack[NewOptions],
+) -> list[R]: ...
+@overload
+def chunk(
+    func: None,
+    parameters: Iterable[Sequence[Any]],
+    actors: Sequence[LabelledActor] | None = ...,
+    chunk_size: int | None = ...,
+    progress_bar: _Bar = ...,
+    path: _Path = ...,
+    **options: Unpack[NewOptions],
+) -> list[Any]: ...
+@takes_options(NewOptions)
+def chunk(
+    func: Callable[..., Any] | None,
     parameters: Iterable[Sequence[Any]],
     actors: Sequence[LabelledActor] | None = None,
     chunk_size: int | None = None,
-    progress_bar: bool | None = None,
-    path: str | os.PathLike[str] | None = None,
-    *,
-    checkpoint_every: float = 0.0,
-    executor: Executor | str | None = None,
-) -> list[R]:
+    progress_bar: _Bar = None,
+    path: _Path = None,
+    **options: Unpack[NewOptions],
+) -> list[Any]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
 
-    The blocking twin of :func:`achunk`, with the same arguments and results.
+    The blocking twin of :func:`achunk`, with the same options and results.
+    ``actors``, ``chunk_size``, ``progress_bar`` and ``path`` may be passed by
+    position, in the order of thread-chunks 1.x; the others are keyword-only.
     It runs its own event loop in a helper thread, so it also works where a
     loop is already running (a Jupyter cell, sync code called from async code).
 
@@ -42,20 +78,10 @@ def chunk(
     ----------
     func : callable or None
         The function to call. ``None`` runs the function the ``actors`` hold.
+        A coroutine function is awaited on the helper thread's event loop.
     parameters : iterable of lists or tuples
         One argument list per call: call ``i`` is ``func(*parameters[i])``.
-    actors : list of LabelledActor, optional
-        Exactly ``chunk_size`` workers; each call borrows one for its duration.
-    chunk_size : int, optional
-        The most calls running at once (default: ``config.default_chunk_size``).
-    progress_bar : bool, optional
-        Show a tqdm progress bar (default: ``config.progress_bar``).
-    path : str or os.PathLike, optional
-        A checkpoint file; see :func:`achunk`.
-    checkpoint_every : float, optional
-        The least number of seconds between two checkpoint writes.
-    executor : concurrent.futures.Executor or 'processes', optional
-        Run the calls on this executor instead of in threads; see :func:`achunk`.
+    {options}
 
     Returns
     -------
@@ -64,9 +90,23 @@ def chunk(
 
     Raises
     ------
+    TypeError, ValueError
+        For a bad argument, before any call runs.
+    OSError
+        If the checkpoint file cannot be written, before any call runs.
+    RuntimeError
+        If another run is writing the same checkpoint file, before any call runs.
+    Exception
+        The first exception raised by ``func``, once the calls already running
+        have finished and their results are saved; a note names the call.
     KeyboardInterrupt
         On Ctrl-C, once the running calls have finished and the checkpoint is
         written. A second Ctrl-C stops at once.
+
+    Warns
+    -----
+    CheckpointFailedWarning
+        If a checkpoint cannot be read or written; the run goes on.
 
     Examples
     --------
@@ -76,29 +116,34 @@ def chunk(
     >>> chunk(f, [[1, 4], [2, 5], [3, 6]], chunk_size=2, progress_bar=False)
     [5, 7, 9]
     """
-    plan = make_plan(
-        func,
-        parameters,
-        actors=actors,
-        chunk_size=chunk_size,
-        progress_bar=progress_bar,
-        path=path,
-        checkpoint_every=checkpoint_every,
-        executor=executor,
-    )
-    return run_blocking(plan)
+    given = Options(
+        actors=actors, chunk_size=chunk_size, progress_bar=progress_bar, path=path,
+        **options,
+    )  # fmt: skip
+    return run_blocking(make_plan(func, parameters, given))
 
 
 def run_blocking(plan: Plan) -> list[Any]:
-    """Run ``plan`` on a private asyncio loop in a helper thread and wait for it."""
+    """Run ``plan`` on a private event loop in a helper thread and wait for it.
+
+    The run's warnings are issued here, as they come, pointing at the line that
+    called the entry point (two frames up); a warning turned into an error
+    stops the run (the running calls finish and are saved), then propagates.
+    """
     if not plan.parameters:
         return []
+    notices = Notices()
     with (
         unwrapped_exception_groups(),
         start_blocking_portal("asyncio", name="thread-chunks") as portal,
     ):
-        future = portal.start_task_soon(run_plan, plan)
+        future = portal.start_task_soon(run_plan, plan, notices)
+        future.add_done_callback(lambda _: notices.end())
         try:
+            while not notices.ended:
+                notices.wait_blocking()
+                notices.issue(stacklevel=3)
+            notices.issue(stacklevel=3)
             outputs: list[Any] = future.result()
             return outputs
         except KeyboardInterrupt:
@@ -107,4 +152,8 @@ def run_blocking(plan: Plan) -> list[Any]:
                 "the checkpoint; press Ctrl-C again to stop at once"
             )
             future.cancel()
+            raise
+        except Warning:  # a warning that a filter turned into an error
+            future.cancel()
+            wait_for_futures([future])
             raise

@@ -1,0 +1,254 @@
+"""The options of a run, defined once: name, type, default, check and documentation.
+
+:func:`chunk`, :func:`achunk` and :class:`Chunker` take these as keyword
+arguments (and 1.x's four as positional ones too). :class:`Options` is the one
+definition; :func:`takes_options` gives each entry point its runtime signature
+and its documentation from it, and the ``TypedDict`` s type ``**options``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any, TypedDict, TypeVar
+
+from ._actors import LabelledActor
+
+__all__ = ["LegacyOptions", "NewOptions", "Options", "OptionsDict", "takes_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _doc(kind: str, doc: str) -> dict[str, str]:
+    """The documentation of an option: its numpydoc type and description."""
+    return {"kind": kind, "doc": doc}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """Every option of a run, checked when created; ``None`` means the default."""
+
+    actors: Sequence[LabelledActor] | None = field(
+        default=None,
+        metadata=_doc(
+            "list of LabelledActor, optional",
+            "The workers, exactly ``chunk_size`` of them; each call borrows one "
+            "for its whole duration. Defaults to ``chunk_size`` plain "
+            "``LabelledActor(func)``.",
+        ),
+    )
+    chunk_size: int | None = field(
+        default=None,
+        metadata=_doc(
+            "int, optional",
+            "The most calls running at once. Defaults to ``len(actors)`` if actors are "
+            "given, else to ``thread_chunks.config.default_chunk_size``.",
+        ),
+    )
+    progress_bar: bool | Mapping[str, Any] | None = field(
+        default=None,
+        metadata=_doc(
+            "bool or dict, optional",
+            "Show a tqdm progress bar. A dict shows one with these tqdm keyword "
+            "arguments (``desc``, ``position``, ``leave``, ...) merged over ours. "
+            "Defaults to ``thread_chunks.config.progress_bar``.",
+        ),
+    )
+    path: str | os.PathLike[str] | None = field(
+        default=None,
+        metadata=_doc(
+            "str or os.PathLike, optional",
+            "A checkpoint file. Each result is saved as soon as its call completes, "
+            "and a rerun with the same function and parameters skips every call "
+            "already saved; another function or other parameters replace the file.",
+        ),
+    )
+    checkpoint_every: float = field(
+        default=0.0,
+        metadata=_doc(
+            "float, optional",
+            "The least number of seconds between two checkpoint writes. ``0`` (the "
+            "default) writes as soon as possible; a few seconds saves disk syncs when "
+            "calls take milliseconds, at the risk of recomputing that much on a crash."
+            "\n\n.. versionadded:: 2.0",
+        ),
+    )
+    executor: Executor | str | None = field(
+        default=None,
+        metadata=_doc(
+            "concurrent.futures.Executor or 'processes', optional",
+            "Run each call on this executor instead of in a thread: a process pool, a "
+            "Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This "
+            "process still saves the checkpoint and shows progress. ``'processes'`` "
+            "creates (and closes) a loky process pool of ``chunk_size`` workers, which "
+            "runs lambdas too (``pip install 'thread-chunks[processes]'``)."
+            "\n\n.. versionadded:: 2.0",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_actors(self.actors)
+        if self.chunk_size is not None:
+            check_chunk_size(self.chunk_size)
+        if self.progress_bar is not None and not isinstance(
+            self.progress_bar, bool | Mapping
+        ):
+            raise TypeError(
+                "progress_bar must be True, False, None or a dict of tqdm keyword "
+                f"arguments, got {self.progress_bar!r}"
+            )
+        _check_path(self.path)
+        every = self.checkpoint_every
+        if not isinstance(every, int | float) or isinstance(every, bool):
+            raise TypeError(
+                f"checkpoint_every must be a number of seconds, got {every!r}"
+            )
+        if not every >= 0 or math.isinf(every):
+            raise ValueError(f"checkpoint_every must be >= 0 and finite, got {every}")
+
+    def merged(self, overrides: Mapping[str, Any]) -> Options:
+        """Return a copy with the options in ``overrides`` that are not ``None``."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+class LegacyOptions(TypedDict, total=False):
+    """The options of 1.x, positional in :func:`chunk` and :class:`Chunker`."""
+
+    actors: Sequence[LabelledActor] | None
+    chunk_size: int | None
+    progress_bar: bool | Mapping[str, Any] | None
+    path: str | os.PathLike[str] | None
+
+
+class NewOptions(TypedDict, total=False):
+    """The options added since 1.x: keyword-only everywhere."""
+
+    checkpoint_every: float
+    executor: Executor | str | None
+
+
+class OptionsDict(LegacyOptions, NewOptions, total=False):
+    """Every option, as :func:`achunk` takes them."""
+
+
+def takes_options(keywords: type[Any]) -> Callable[[F], F]:
+    """Give ``func`` the options in ``keywords`` in its signature and docstring.
+
+    ``**options`` becomes one keyword-only parameter per option, with its
+    default, so that ``help()``, IDEs and the API reference show them, and the
+    line ``{options}`` of the docstring becomes their numpydoc entries.
+    """
+    names = list(keywords.__annotations__)
+    by_name = {f.name: f for f in fields(Options)}
+
+    def decorate(func: F) -> F:
+        if isinstance(func, type):  # a class: its __init__ takes the options
+            decorate(func.__init__)  # type: ignore[misc]
+            func.__doc__ = _fill_options(
+                func.__doc__ or "", [by_name[n] for n in names]
+            )
+            return func
+        signature = inspect.signature(func)
+        parameters = [
+            p.replace(annotation=by_name[p.name].type) if p.name in by_name else p
+            for p in signature.parameters.values()
+            if p.kind is not p.VAR_KEYWORD
+        ]
+        for name in names:
+            option = by_name[name]
+            default = None if option.default is MISSING else option.default
+            parameters.append(
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=default,
+                    annotation=option.type,
+                )
+            )
+        func.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        if func.__doc__:
+            func.__doc__ = _fill_options(func.__doc__, [by_name[n] for n in names])
+        return func
+
+    return decorate
+
+
+def option_docs(names: Sequence[str], indent: str = "") -> str:
+    """The numpydoc entries of the options ``names``, indented by ``indent``."""
+    by_name = {f.name: f for f in fields(Options)}
+    entries = []
+    for name in names:
+        metadata = by_name[name].metadata
+        paragraphs = [textwrap.fill(p, 72) for p in metadata["doc"].split("\n\n")]
+        body = textwrap.indent("\n\n".join(paragraphs), "    ")
+        entries.append(f"{name} : {metadata['kind']}\n{body}")
+    return textwrap.indent("\n".join(entries), indent)
+
+
+def _fill_options(doc: str, options: Sequence[Any]) -> str:
+    lines = doc.splitlines()
+    for k, line in enumerate(lines):
+        if line.strip() == "{options}":
+            indent = line[: len(line) - len(line.lstrip())]
+            lines[k] = option_docs([o.name for o in options], indent)
+            return "\n".join(lines)
+    raise AssertionError("the docstring has no {options} line")
+
+
+def _check_actors(actors: object) -> None:
+    if actors is None:
+        return
+    if isinstance(actors, int) and not isinstance(actors, bool):
+        raise TypeError(
+            f"actors must be a list of LabelledActor, got the int {actors}; to set "
+            f"how many calls run at once, pass chunk_size={actors}"
+        )
+    if isinstance(actors, LabelledActor) or not isinstance(actors, Sequence):
+        raise TypeError(
+            f"actors must be a list of LabelledActor, got {type(actors).__name__}"
+        )
+    seen: dict[int, int] = {}
+    for i, actor in enumerate(actors):
+        if not isinstance(actor, LabelledActor):
+            raise TypeError(
+                f"actors[{i}] must be a LabelledActor, got {type(actor).__name__}"
+            )
+        if id(actor) in seen:
+            raise ValueError(
+                f"actors[{i}] is the same object as actors[{seen[id(actor)]}]: each "
+                "running call needs an actor of its own"
+            )
+        seen[id(actor)] = i
+    if not actors:
+        raise ValueError("actors is empty: pass at least one LabelledActor")
+
+
+def check_chunk_size(chunk_size: object) -> None:
+    """Raise unless ``chunk_size`` is an int of at least 1."""
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
+        raise TypeError(
+            f"chunk_size must be an int >= 1, got {chunk_size!r} "
+            f"({type(chunk_size).__name__})"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+
+def _check_path(path: object) -> None:
+    if path is None:
+        return
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    resolved = os.fspath(path)
+    if not isinstance(resolved, str):
+        raise TypeError(f"path must be a text path, got {resolved!r}")
+    if os.path.isdir(resolved):
+        raise ValueError(
+            f"path {resolved!r} is a directory; pass a file name inside it, such "
+            f"as {os.path.join(resolved, 'checkpoint.pkl')!r}"
+        )
