@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import anyio
 import pytest
 
-from thread_chunks import Chunker, LabelledActor, achunk, chunk
+from thread_chunks import Checkpoint, Chunker, LabelledActor, achunk, chunk
 
 
 class Exclusive(LabelledActor):
@@ -67,9 +68,17 @@ def test_chunker_reuses_its_actors_and_keeps_a_new_func() -> None:
 
 
 @pytest.mark.anyio
-async def test_chunker_achunk_and_its_defaults(tmp_path: object) -> None:
-    chunker = Chunker(abs, chunk_size=2, progress_bar=False)
+async def test_chunker_achunk_and_its_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ck.pkl"
+    chunker = Chunker(abs, chunk_size=2, progress_bar=False, path=path)
     assert await chunker.achunk([[-1], [-2], [-3]]) == [1, 2, 3]
+    assert capsys.readouterr() == ("", "")  # the default progress_bar=False held
+    assert Checkpoint.load(path).output == [1, 2, 3]  # the default path held
+    assert await chunker.achunk([[-4]], path=tmp_path / "other.pkl") == [4]
+    assert Checkpoint.load(tmp_path / "other.pkl").output == [4]
+    assert Checkpoint.load(path).output == [1, 2, 3]  # an override is for one run
 
 
 @pytest.mark.anyio

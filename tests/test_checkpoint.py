@@ -14,37 +14,8 @@ import numpy as np
 import pytest
 from saveable_objects import SaveableObject
 
+from tests.helpers import PARAMS, Counted, interrupted_run
 from thread_chunks import Checkpoint, CheckpointFailedWarning, achunk, chunk
-
-PARAMS = [[1, 4], [2, 5], [3, 6]]
-
-
-class Counted:
-    """A function that records which argument lists it was called with."""
-
-    def __init__(self, func: Any = None) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.lock = threading.Lock()
-        self.func = func or (lambda x, y: x + y)
-        self.__qualname__ = "f"
-
-    def __call__(self, *args: Any) -> Any:
-        with self.lock:
-            self.calls.append(args)
-        return self.func(*args)
-
-
-def interrupted_run(path: Path, params: list[Any], fail_at: int) -> None:
-    """Run ``f`` over ``params`` and crash at call ``fail_at`` (chunk_size 1)."""
-
-    def f(x: Any, y: Any) -> Any:
-        if [x, y] == params[fail_at]:
-            raise RuntimeError("crash")
-        return x + y
-
-    f.__qualname__ = "f"
-    with pytest.raises(RuntimeError, match="crash"):
-        chunk(f, params, chunk_size=1, progress_bar=False, path=path)
 
 
 def test_rerun_repeats_no_completed_call(tmp_path: Path) -> None:
@@ -246,10 +217,7 @@ def test_unpicklable_results_warn_once_and_are_still_returned(tmp_path: Path) ->
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-async def test_achunk_resumes_on_both_backends(
-    tmp_path: Path, anyio_backend: str
-) -> None:
+async def test_achunk_resumes_on_both_backends(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pkl"
     interrupted_run(path, PARAMS, fail_at=1)
     f = Counted()
@@ -262,14 +230,39 @@ def test_resume_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     interrupted_run(path, PARAMS, fail_at=2)
     with caplog.at_level(logging.INFO, logger="thread_chunks"):
         chunk(Counted(), PARAMS, progress_bar=False, path=path)
+    assert [r.levelname for r in caplog.records] == ["INFO"]
     assert "resuming from checkpoint" in caplog.text
     assert "2 of 3 calls already done" in caplog.text
 
 
+def test_replacing_a_checkpoint_is_logged_as_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    interrupted_run(path, PARAMS, fail_at=2)
+    with caplog.at_level(logging.INFO, logger="thread_chunks"):
+        chunk(Counted(), PARAMS[:2], progress_bar=False, path=path)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "drops its 2 saved results" in caplog.text
+
+
+def test_moving_a_file_aside_is_logged_as_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    path.write_bytes(b"not a pickle")
+    with (
+        caplog.at_level(logging.INFO, logger="thread_chunks"),
+        pytest.warns(CheckpointFailedWarning),
+    ):
+        chunk(Counted(), PARAMS, progress_bar=False, path=path)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "moved unreadable checkpoint" in caplog.text
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_unpicklable_result_warns_from_achunk_on_both_backends(
-    tmp_path: Path, anyio_backend: str
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "checkpoint.pkl"
     with pytest.warns(CheckpointFailedWarning, match="cannot be pickled"):

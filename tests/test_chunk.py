@@ -9,6 +9,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from tests.helpers import Spy
 from thread_chunks import achunk, chunk, config
 
 
@@ -73,8 +74,6 @@ def test_chunk_drives_a_private_loop_off_the_caller_thread() -> None:
 
 
 def test_default_chunk_size_comes_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import Spy
-
     monkeypatch.setattr(config, "default_chunk_size", 3)
     spy = Spy(open_at=3)
 

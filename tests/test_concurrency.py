@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from tests.conftest import Spy
+from tests.helpers import Spy
 from thread_chunks import achunk, chunk
 
 pytestmark = pytest.mark.anyio

@@ -30,8 +30,9 @@ def test_processes_run_lambdas() -> None:
 
 
 def test_processes_run_in_parallel_and_no_more_than_chunk_size() -> None:
+    # The pool has room for four calls: only the library's limit keeps it to two.
     manager = multiprocessing.Manager()
-    with manager:
+    with manager, ProcessPoolExecutor(4) as pool:
         barrier = manager.Barrier(2)
         counter, peak, lock = (
             manager.Value("i", 0),
@@ -44,10 +45,31 @@ def test_processes_run_in_parallel_and_no_more_than_chunk_size() -> None:
             [[x] for x in range(6)],
             chunk_size=2,
             progress_bar=False,
-            executor="processes",
+            executor=pool,
         )
         # Each round of two calls met at the barrier: two processes at once.
         assert [x for _, x in out] == list(range(6))
+        assert len({pid for pid, _ in out}) >= 2
+        assert peak.value == 2
+
+
+def test_processes_option_runs_calls_in_parallel() -> None:
+    manager = multiprocessing.Manager()
+    with manager:
+        barrier = manager.Barrier(2)
+        counter, peak, lock = (
+            manager.Value("i", 0),
+            manager.Value("i", 0),
+            manager.Lock(),
+        )
+        meet = partial(engines.meet, barrier, counter, lock, peak)
+        out = chunk(
+            meet,
+            [[x] for x in range(4)],
+            chunk_size=2,
+            progress_bar=False,
+            executor="processes",
+        )
         assert len({pid for pid, _ in out}) == 2
         assert peak.value == 2
 
@@ -74,8 +96,7 @@ def test_stdlib_process_pool_rejects_a_lambda_with_the_fix() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-async def test_thread_pool_executor_on_both_backends(anyio_backend: str) -> None:
+async def test_thread_pool_executor_on_both_backends() -> None:
     with ThreadPoolExecutor(3) as pool:
         out = await achunk(
             engines.square,
@@ -122,9 +143,8 @@ class RecordingPool(ThreadPoolExecutor):
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_cancellation_leaves_no_running_future_and_saves(
-    tmp_path: Path, anyio_backend: str
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "checkpoint.pkl"
     running = threading.Event()
@@ -175,6 +195,8 @@ def test_chunker_with_an_executor_keeps_the_new_func() -> None:
         )
         assert chunker([[2], [3]]) == [4, 9]
         assert chunker([[5, -1]], func=max) == [5]
+        assert chunker([[7, 8]]) == [8]  # max again, not square
+        assert [actor.get_func() for actor in chunker.actors] == [max, max]
 
 
 @pytest.mark.parametrize(
@@ -182,30 +204,33 @@ def test_chunker_with_an_executor_keeps_the_new_func() -> None:
     [
         ({"executor": "threads"}, ValueError, r"executor must be 'processes' or a"),
         ({"executor": 3}, TypeError, r"executor must be .* got int"),
-        (
-            {
-                "executor": ThreadPoolExecutor(1),
-                "actors": [type("A", (LabelledActor,), {})(abs)],
-            },
-            ValueError,
-            r"LabelledActor subclasses cannot be combined with executor",
-        ),
     ],
 )
 def test_bad_executor_arguments(
     kwargs: dict[str, Any], error: type[Exception], message: str
 ) -> None:
-    func = None if "actors" in kwargs else abs
     with pytest.raises(error, match=message):
-        chunk(func, [[1]], progress_bar=False, **kwargs)
+        chunk(abs, [[1]], progress_bar=False, **kwargs)
+
+
+def test_actor_subclasses_cannot_run_on_an_executor() -> None:
+    actors = [type("A", (LabelledActor,), {})(abs)]
+    with (
+        ThreadPoolExecutor(1) as pool,
+        pytest.raises(ValueError, match="LabelledActor subclasses cannot be combined"),
+    ):
+        chunk(None, [[1]], actors, progress_bar=False, executor=pool)
 
 
 def test_coroutine_function_with_executor() -> None:
     async def f(x: int) -> int:
         return x
 
-    with pytest.raises(TypeError, match="coroutine function"):
-        chunk(f, [[1]], executor=ThreadPoolExecutor(1), progress_bar=False)
+    with (
+        ThreadPoolExecutor(1) as pool,
+        pytest.raises(TypeError, match="coroutine function"),
+    ):
+        chunk(f, [[1]], executor=pool, progress_bar=False)
 
 
 def test_processes_without_loky_names_the_extra(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,26 +190,31 @@ def test_workers_never_wait_for_the_disk(
 def test_checkpoint_every_spaces_the_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes: list[list[int]] = []
+    every = 0.25
+    times: list[float] = []
     append = Journal.append
 
-    def counted(self: Journal, indices: Any, results: Any) -> Any:
-        writes.append(list(indices))
+    def timed(self: Journal, indices: Any, results: Any) -> Any:
+        times.append(time.monotonic())
         return append(self, indices, results)
 
-    monkeypatch.setattr(Journal, "append", counted)
+    def f(i: int) -> int:
+        threading.Event().wait(0.01)  # the run lasts at least one second
+        return i
+
+    monkeypatch.setattr(Journal, "append", timed)
     path = tmp_path / "checkpoint.pkl"
+    parameters = [[i] for i in range(100)]
     out = chunk(
-        abs,
-        [[-i] for i in range(200)],
-        chunk_size=2,
-        progress_bar=False,
-        path=path,
-        checkpoint_every=3600,
-    )
-    # One write as soon as there is something to write, then one at the end.
-    assert 1 <= len(writes) <= 2
+        f, parameters, chunk_size=1, progress_bar=False, path=path,
+        checkpoint_every=every,
+    )  # fmt: skip
     assert Checkpoint.load(path).output == out
+    assert len(times) >= 4
+    # Every write but the last (which finishes the run) waited the full time;
+    # without the option they would be about 2 ms apart.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times[:-1])]
+    assert min(gaps) >= every * 0.99
 
 
 def test_write_errors_warn_keep_results_and_retry(

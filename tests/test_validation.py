@@ -112,8 +112,7 @@ def test_missing_checkpoint_directories_are_created(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-async def test_achunk_validates_before_running(anyio_backend: str) -> None:
+async def test_achunk_validates_before_running() -> None:
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         await achunk(record, [[1]], chunk_size=0)
 

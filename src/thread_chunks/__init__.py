@@ -18,6 +18,18 @@ from ._sync import chunk as chunk
 
 __version__ = "2.0.0.dev0"
 
+# Public objects say where users import them from (like trio does).
+for _obj in (
+    Checkpoint,
+    CheckpointFailedWarning,
+    Chunker,
+    LabelledActor,
+    achunk,
+    chunk,
+):
+    _obj.__module__ = __name__
+del _obj
+
 __all__ = [
     "Checkpoint",
     "CheckpointFailedWarning",

@@ -80,6 +80,10 @@ class LabelledActor:
         """
         self._func = func
 
+    def __repr__(self) -> str:
+        name = getattr(self._func, "__qualname__", type(self._func).__qualname__)
+        return f"{type(self).__qualname__}({name})"
+
     def get_func(self) -> Callable[..., Any]:
         """Return the function this actor calls.
 

@@ -35,21 +35,14 @@ class Chunker(Generic[R]):
     ----------
     func : callable, optional
         The function to run. ``None`` runs the function the ``actors`` hold.
-    actors : list of LabelledActor, optional
-        The workers, exactly ``chunk_size`` of them. Defaults to ``chunk_size``
-        plain ``LabelledActor(func)``.
-    chunk_size : int, optional
-        The most calls running at once (default: ``len(actors)`` if given, else
-        ``config.default_chunk_size``, read now).
-    progress_bar : bool or dict, optional
-        The default for each run (default: ``config.progress_bar``, read at
-        each run).
+    {options}
     persistent : bool, optional
         Kept from thread-chunks 1.x, where it kept a Ray instance alive; it
         has no effect on threads.
-    path : str or os.PathLike, optional
-        The default checkpoint file for each run.
-    {options}
+
+    The options are the defaults of every run. ``chunk_size`` is fixed now
+    (``config.default_chunk_size`` is read now); ``progress_bar`` follows
+    ``config.progress_bar`` at each run unless given.
 
     Attributes
     ----------
@@ -213,11 +206,7 @@ class Chunker(Generic[R]):
         parameters : iterable of lists or tuples
             One argument list per call.
         func : callable, optional
-            A new function for the actors.
-        progress_bar : bool or dict, optional
-            Overrides the Chunker's ``progress_bar`` for this run.
-        path : str or os.PathLike, optional
-            Overrides the Chunker's ``path`` for this run.
+            A new function for the actors, this run and the next ones.
         {options}
 
         Returns
@@ -247,11 +236,7 @@ class Chunker(Generic[R]):
         parameters : iterable of lists or tuples
             One argument list per call.
         func : callable, optional
-            A new function for the actors.
-        progress_bar : bool or dict, optional
-            Overrides the Chunker's ``progress_bar`` for this run.
-        path : str or os.PathLike, optional
-            Overrides the Chunker's ``path`` for this run.
+            A new function for the actors, this run and the next ones.
         {options}
 
         Returns

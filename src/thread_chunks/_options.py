@@ -12,7 +12,7 @@ import inspect
 import math
 import os
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, TypedDict, TypeVar
@@ -116,6 +116,9 @@ class Options:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+_OPTION_NAMES = frozenset(f.name for f in fields(Options))
+
+
 class LegacyOptions(TypedDict, total=False):
     """The options of 1.x, positional in :func:`chunk` and :class:`Chunker`."""
 
@@ -148,10 +151,9 @@ def takes_options(keywords: type[Any]) -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         if isinstance(func, type):  # a class: its __init__ takes the options
-            decorate(func.__init__)  # type: ignore[misc]
-            func.__doc__ = _fill_options(
-                func.__doc__ or "", [by_name[n] for n in names]
-            )
+            init = decorate(func.__init__)  # type: ignore[misc]
+            documented = inspect.signature(init).parameters
+            func.__doc__ = _fill_options(func.__doc__ or "", documented)
             return func
         signature = inspect.signature(func)
         parameters = [
@@ -172,7 +174,7 @@ def takes_options(keywords: type[Any]) -> Callable[[F], F]:
             )
         func.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         if func.__doc__:
-            func.__doc__ = _fill_options(func.__doc__, [by_name[n] for n in names])
+            func.__doc__ = _fill_options(func.__doc__, [p.name for p in parameters])
         return func
 
     return decorate
@@ -190,12 +192,14 @@ def option_docs(names: Sequence[str], indent: str = "") -> str:
     return textwrap.indent("\n".join(entries), indent)
 
 
-def _fill_options(doc: str, options: Sequence[Any]) -> str:
+def _fill_options(doc: str, names: Iterable[str]) -> str:
+    """Replace the line ``{options}`` by the entries of the options in ``names``."""
+    options = [name for name in names if name in _OPTION_NAMES]
     lines = doc.splitlines()
     for k, line in enumerate(lines):
         if line.strip() == "{options}":
             indent = line[: len(line) - len(line.lstrip())]
-            lines[k] = option_docs([o.name for o in options], indent)
+            lines[k] = option_docs(options, indent)
             return "\n".join(lines)
     raise AssertionError("the docstring has no {options} line")
 

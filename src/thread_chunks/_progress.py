@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["open_progress_bar"]
+__all__ = ["bar_class", "open_progress_bar"]
 
 
 def open_progress_bar(
@@ -18,19 +17,33 @@ def open_progress_bar(
     ``options`` are tqdm keyword arguments, merged over ours. tqdm is imported
     here, so that runs without a bar do not pay for the import.
     """
-    if _in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.notebook import tqdm
-    else:
-        # tqdm.auto would warn "IProgress not found" on every run in a kernel
-        # without ipywidgets: the text bar works there, quietly.
-        from tqdm.std import tqdm
     arguments = {
         "total": total,
         "initial": initial,
         "desc": description,
         "unit": "call",
     }
-    return tqdm(**(arguments | dict(options)))
+    return bar_class()(**(arguments | dict(options)))
+
+
+def bar_class() -> Any:
+    """The widget bar in a Jupyter kernel with ipywidgets, else the text bar.
+
+    ``tqdm.auto`` would warn "IProgress not found" on every run in a kernel
+    without ipywidgets, where the text bar works well.
+    """
+    if _in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm
+    from tqdm.std import tqdm
+
+    return tqdm
 
 
 def _in_notebook() -> bool:
