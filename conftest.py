@@ -6,7 +6,12 @@ from typing import Any
 import pytest
 
 # Example scripts run in subprocesses (tests/test_docs_examples.py), never on import.
-collect_ignore_glob = ["docs/examples/*", "docs/conf.py", "bench/*"]
+collect_ignore_glob = [
+    "docs/examples/*",
+    "docs/conf.py",
+    "docs/_inventories/*",
+    "bench/*",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -17,12 +17,27 @@ BIN = Path(sys.executable).parent
 LAUNCHERS = {
     "mpi.py": [str(BIN / "mpiexec"), "-n", "3", sys.executable, "-m", "mpi4py.futures"],
 }
+# The engines of the `engines` extra, which only these examples use.
+ENGINES = {
+    "dask_cluster.py": "distributed",
+    "jobqueue.py": "dask_jobqueue",
+    "mpi.py": "mpi4py",
+    "processes.py": "loky",
+    "ray_executor.py": "ray",
+}
 
 
 @pytest.mark.parametrize(
     "example", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.stem
 )
 def test_example_prints_what_the_docs_show(example: Path, tmp_path: Path) -> None:
+    if example.name in ENGINES:
+        engine = ENGINES[example.name]
+        pytest.importorskip(
+            engine,
+            reason=f"{engine} is not installed: pip install "
+            "'thread-chunks[engines]' runs this example",
+        )
     launcher = LAUNCHERS.get(example.name, [sys.executable])
     result = subprocess.run(
         [*launcher, str(example)],

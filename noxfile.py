@@ -1,0 +1,25 @@
+"""The test suite on every other CPython from 3.11 to 3.13 found on this machine.
+
+``.ci/run`` runs the README's test command on the default ``python3``, then
+``nox``, which runs the same tests on the others; a Python that is not
+installed is skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import nox
+
+nox.options.error_on_missing_interpreters = False  # CI=true would make it an error
+nox.options.reuse_existing_virtualenvs = False
+
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+OTHER_PYTHONS = [v for v in ("3.11", "3.12", "3.13") if v != THIS_PYTHON]
+
+
+@nox.session(python=OTHER_PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Install the package with every test engine and run pytest."""
+    session.install("-e", ".[test,engines,notebook]")
+    session.run("python", "-m", "pytest", *session.posargs)
