@@ -17,7 +17,14 @@ from typing import Any, Self, TypeVar
 
 from saveable_objects import SaveableObject
 
-from ._journal import decode_frame, opening, read_journal, write_snapshot
+from ._journal import (
+    Record,
+    decode_frame,
+    decode_record,
+    opening,
+    read_journal,
+    write_snapshot,
+)
 from ._pickling import dumps
 
 __all__ = ["SaveableCheckpoint", "read_checkpoint"]
@@ -98,15 +105,18 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
     @classmethod
     def _from_journal(cls, header: bytes, *records: bytes) -> Self:
         """Rebuild a checkpoint from the frames of its file; pickle calls this."""
-        checkpoint: Self = decode_frame(header)
+        checkpoint: Self = pickle.loads(decode_frame(header))
         for record in records:
-            checkpoint.apply_record(decode_frame(record))
+            checkpoint.apply_record(decode_record(decode_frame(record)))
         return checkpoint
 
-    def apply_record(self, record: tuple[list[int], list[bytes], float]) -> None:
-        """Add the results of one journal record, each loaded on its own."""
-        indices, blobs, _ = record
-        self.apply(self._loaded(dict(zip(indices, blobs, strict=True))))
+    def apply_record(self, record: Record) -> None:
+        """Add the result of one journal frame, or note why it cannot be loaded."""
+        index, _, result, error = record
+        if error is None:
+            self.apply({index: result})
+        else:
+            self.unreadable[index] = error
 
     def _loaded(self, blobs: Mapping[int, bytes]) -> dict[int, Any]:
         results = {}
