@@ -171,8 +171,9 @@ def test_checkpoint_load_shows_progress_during_the_run(tmp_path: Path) -> None:
         b"garbage, not a pickle",
         pickle.dumps({"another": "program"})[:-3],
         pickle.dumps({"another": "program"}),
+        Checkpoint.file_opening() + b"\x8e\x05",
     ],
-    ids=["empty", "garbage", "truncated", "foreign"],
+    ids=["empty", "garbage", "truncated", "foreign", "ours-damaged"],
 )
 def test_unreadable_checkpoint_is_moved_aside_with_a_warning(
     tmp_path: Path, content: bytes
@@ -180,7 +181,8 @@ def test_unreadable_checkpoint_is_moved_aside_with_a_warning(
     path = tmp_path / "checkpoint.pkl"
     path.write_bytes(content)
     with pytest.warns(
-        CheckpointFailedWarning, match=r"checkpoint\.pkl.*cannot be read"
+        CheckpointFailedWarning,
+        match=r"checkpoint\.pkl' (is not a thread-chunks checkpoint|cannot be read)",
     ):
         out = chunk(Counted(), PARAMS, progress_bar=False, path=path)
     assert out == [5, 7, 9]

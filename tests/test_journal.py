@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from saveable_objects import SaveableObject
 
-from thread_chunks import Checkpoint, chunk
+from thread_chunks import Checkpoint, CheckpointFailedWarning, chunk
 from thread_chunks._journal import Journal
 
 N = 8
@@ -133,7 +133,7 @@ def test_resumed_and_refinished_file_still_loads_with_saveable_objects(
     assert plain.output == [1, 2]
 
 
-def test_a_plain_pickled_checkpoint_resumes_and_becomes_a_journal(
+def test_a_plain_pickled_checkpoint_is_not_loaded_but_can_be_converted(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "checkpoint.pkl"
@@ -146,6 +146,12 @@ def test_a_plain_pickled_checkpoint_resumes_and_becomes_a_journal(
         return abs(x)
 
     absolute.__qualname__ = "abs"
+    with pytest.warns(CheckpointFailedWarning, match=r"convert it with Checkpoint"):
+        assert chunk(absolute, [[-1], [-2]], progress_bar=False, path=path) == [1, 2]
+    assert calls == [-1, -2]  # not resumed: the file was moved aside unread
+    aside = tmp_path / "checkpoint.pkl.unreadable"
+    Checkpoint.load(aside).save(str(path))  # the conversion the warning shows
+    calls.clear()
     assert chunk(absolute, [[-1], [-2]], progress_bar=False, path=path) == [1, 2]
     assert calls == [-2]
     assert Checkpoint.load(path).output == [1, 2]
@@ -167,11 +173,13 @@ def test_workers_never_wait_for_the_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     disk = threading.Event()
+    stuck = threading.Event()
     writes: list[list[int]] = []
     append = Journal.append
 
     def slow_append(self: Journal, indices: Any, results: Any) -> Any:
         writes.append(list(indices))
+        stuck.set()
         assert disk.wait(timeout=10), "the disk was never released"
         return append(self, indices, results)
 
@@ -179,6 +187,8 @@ def test_workers_never_wait_for_the_disk(
     n = 30
 
     def f(i: int) -> int:
+        if i == 1:  # from here on, the first write is stuck on the disk
+            assert stuck.wait(timeout=10)
         if i == n - 1:
             # Every other call has completed while the first write is stuck.
             assert len(writes) == 1

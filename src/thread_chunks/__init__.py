@@ -8,6 +8,8 @@ Examples
 [8, 9]
 """
 
+from typing import Any as _Any
+
 from ._actors import LabelledActor as LabelledActor
 from ._checkpoint import Checkpoint as Checkpoint
 from ._checkpoint import CheckpointFailedWarning as CheckpointFailedWarning
@@ -29,6 +31,18 @@ for _obj in (
 ):
     _obj.__module__ = __name__
 del _obj
+
+
+def __getattr__(name: str) -> _Any:
+    # RemoteLabelledActor, 1.x's Ray actor class, needs Ray: it is made on first
+    # use, so that importing thread_chunks never imports Ray. It is left out of
+    # __all__ so that `from thread_chunks import *` works without Ray.
+    if name == "RemoteLabelledActor":
+        from ._ray import remote_labelled_actor
+
+        return remote_labelled_actor()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Checkpoint",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Config", "config"]
 
@@ -31,6 +32,10 @@ class Config:
     progress_bar : bool
         Whether a progress bar is shown when ``progress_bar`` is not given.
         Defaults to ``True``.
+    ray_config : dict
+        The keyword arguments of ``ray.init`` when thread-chunks starts Ray
+        itself, which it does only when a ``RemoteLabelledActor`` is created
+        and Ray is not running. Defaults to ``{"num_cpus": default_chunk_size}``.
 
     Examples
     --------
@@ -43,6 +48,9 @@ class Config:
 
     default_chunk_size: int = field(default_factory=_available_cpus)
     progress_bar: bool = True
+    ray_config: dict[str, Any] = field(
+        default_factory=lambda: {"num_cpus": _available_cpus()}
+    )
 
 
 config = Config()

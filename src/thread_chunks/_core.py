@@ -19,6 +19,7 @@ from ._notices import Notices
 from ._options import Options, OptionsDict, takes_options
 from ._plan import Plan, make_plan
 from ._progress import open_progress_bar
+from ._ray import call_ray_actor
 from ._store import CheckpointStore
 
 __all__ = ["achunk", "drive", "run_plan"]
@@ -211,7 +212,10 @@ class _Runner:
             if bar is not None:
                 bar.update()
 
-    async def _call(self, actor: LabelledActor, i: int, args: Sequence[Any]) -> Any:
+    async def _call(self, actor: Any, i: int, args: Sequence[Any]) -> Any:
+        if self.plan.on_ray:
+            async with self.limiter:
+                return await call_ray_actor(actor, i, args)
         if self.executor is not None:
             async with self.limiter:
                 return await call_in_executor(self.executor, actor.get_func(), args)

@@ -25,7 +25,13 @@ import anyio.lowlevel
 import anyio.to_thread
 import cloudpickle
 
-__all__ = ["PROCESSES", "call_in_executor", "check_executor", "opened_executor"]
+__all__ = [
+    "PROCESSES",
+    "call_in_executor",
+    "check_executor",
+    "opened_executor",
+    "wait_for_future",
+]
 
 PROCESSES = "processes"
 
@@ -109,12 +115,21 @@ async def call_in_executor(
     cancellation is delivered at the caller's next checkpoint.
     """
     await anyio.lowlevel.checkpoint_if_cancelled()
-    future = executor.submit(func, *args)
+    return await wait_for_future(executor.submit(func, *args))
+
+
+async def wait_for_future(future: Future[Any], withdraw: bool = True) -> Any:
+    """Wait for ``future`` without blocking a thread and return its result.
+
+    On cancellation a future still queued is cancelled (unless ``withdraw`` is
+    false: the future cannot tell whether its call runs); one that is running
+    is waited for, shielded, and its result returned so that it can be saved.
+    """
     done = _done_event(future)
     try:
         await done.wait()
     except anyio.get_cancelled_exc_class():
-        if future.cancel():
+        if withdraw and future.cancel():
             raise
         # Like anyio.to_thread.run_sync: a started call is waited for and its
         # result returned. The cancel scope stays cancelled, so the caller's

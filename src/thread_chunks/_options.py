@@ -18,6 +18,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, TypedDict, TypeVar
 
 from ._actors import LabelledActor
+from ._ray import is_ray_actor
 
 __all__ = ["LegacyOptions", "NewOptions", "Options", "OptionsDict", "takes_options"]
 
@@ -33,13 +34,15 @@ def _doc(kind: str, doc: str) -> dict[str, str]:
 class Options:
     """Every option of a run, checked when created; ``None`` means the default."""
 
-    actors: Sequence[LabelledActor] | None = field(
+    actors: Sequence[Any] | None = field(
         default=None,
         metadata=_doc(
-            "list of LabelledActor, optional",
+            "list of LabelledActor or of Ray actor handles, optional",
             "The workers, exactly ``chunk_size`` of them; each call borrows one "
             "for its whole duration. Defaults to ``chunk_size`` plain "
-            "``LabelledActor(func)``.",
+            "``LabelledActor(func)``, which run calls in threads. Handles of "
+            "``RemoteLabelledActor`` (thread-chunks 1.x's Ray actors) run each "
+            "call on the Ray actor it borrows.",
         ),
     )
     chunk_size: int | None = field(
@@ -122,7 +125,7 @@ _OPTION_NAMES = frozenset(f.name for f in fields(Options))
 class LegacyOptions(TypedDict, total=False):
     """The options of 1.x, positional in :func:`chunk` and :class:`Chunker`."""
 
-    actors: Sequence[LabelledActor] | None
+    actors: Sequence[Any] | None
     chunk_size: int | None
     progress_bar: bool | Mapping[str, Any] | None
     path: str | os.PathLike[str] | None
@@ -217,11 +220,15 @@ def _check_actors(actors: object) -> None:
             f"actors must be a list of LabelledActor, got {type(actors).__name__}"
         )
     seen: dict[int, int] = {}
+    on_ray = bool(actors) and is_ray_actor(actors[0])
     for i, actor in enumerate(actors):
-        if not isinstance(actor, LabelledActor):
-            raise TypeError(
-                f"actors[{i}] must be a LabelledActor, got {type(actor).__name__}"
+        if on_ray != is_ray_actor(actor) or not (
+            on_ray or isinstance(actor, LabelledActor)
+        ):
+            kind = (
+                "a Ray actor handle, as actors[0] is" if on_ray else "a LabelledActor"
             )
+            raise TypeError(f"actors[{i}] must be {kind}, got {type(actor).__name__}")
         if id(actor) in seen:
             raise ValueError(
                 f"actors[{i}] is the same object as actors[{seen[id(actor)]}]: each "

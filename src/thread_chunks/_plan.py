@@ -18,6 +18,7 @@ from ._checkpoint import Checkpoint
 from ._config import config
 from ._executor import check_executor
 from ._options import Options, check_chunk_size
+from ._ray import is_ray_actor, ray_actor_func, set_ray_actor_func
 
 __all__ = ["Plan", "function_name", "is_coroutine_function", "make_plan"]
 
@@ -28,12 +29,14 @@ class Plan:
 
     func_name: str
     parameters: list[Sequence[Any]]
-    actors: list[LabelledActor]
+    actors: list[Any]
     is_async: bool
     progress_bar: Mapping[str, Any] | None
     path: str | None
     checkpoint_every: float
     executor: Executor | str | None = None
+    on_ray: bool = False
+    """Whether the actors are Ray actor handles rather than LabelledActors."""
 
     @property
     def chunk_size(self) -> int:
@@ -57,10 +60,12 @@ def make_plan(
             "function itself, not the result of calling it"
         )
     actor_list = list(options.actors or [])
+    on_ray = bool(actor_list) and is_ray_actor(actor_list[0])
     if func is None:
         if not actor_list:
             raise TypeError("func and actors are both None: pass a function to run")
-        if not callable(actor_list[0].get_func()):
+        held = ray_actor_func(actor_list[0]) if on_ray else actor_list[0].get_func()
+        if not callable(held):
             raise TypeError(
                 "actors[0].get_func() is not callable: give the actors a func"
             )
@@ -73,10 +78,15 @@ def make_plan(
             f"actors must have exactly chunk_size entries: got {len(actor_list)} "
             f"actors for chunk_size={chunk_size}; pass as many actors as chunk_size"
         )
-    run_func = func if func is not None else actor_list[0].get_func()
+    run_func = func if func is not None else held
     func_name = function_name(run_func)
     is_async = is_coroutine_function(run_func)
     executor = options.executor
+    if on_ray and (is_async or executor is not None):
+        raise TypeError(
+            "Ray actors run plain functions on the Ray cluster: leave out "
+            "executor=, and pass a function that is not a coroutine function"
+        )
     if executor is not None:
         if any(type(actor) is not LabelledActor for actor in actor_list):
             raise ValueError(
@@ -101,9 +111,12 @@ def make_plan(
         path=None if path is None else Checkpoint._updatepathroot(os.fspath(path)),
         checkpoint_every=float(options.checkpoint_every),
         executor=executor,
+        on_ray=on_ray,
     )
     # Only now that every argument is good: give the actors the new function.
-    if func is not None:
+    if func is not None and on_ray:
+        set_ray_actor_func(actor_list, func)
+    elif func is not None:
         for actor in actor_list:
             actor.set_func(func)
     return plan

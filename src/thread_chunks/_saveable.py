@@ -155,9 +155,15 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self.unreadable = {}
+        if "results" not in state:  # a checkpoint pickled by thread-chunks 1.x
+            output, completed = state.pop("output"), state.pop("completed")
+            state.pop("done", None)  # derived from the results now
+            results = {i: output[i] for i, done in enumerate(completed) if done}
+            self.__dict__.update(state, results=results)
+            return
         blobs = state.pop("results")
         self.__dict__.update(state)
-        self.unreadable = {}
         self.results = self._loaded(blobs)
 
 

@@ -218,12 +218,17 @@ def _resume_or_create(
     path: str, func_name: str, parameters: Sequence[Sequence[Any]]
 ) -> tuple[Checkpoint, Journal, list[str]]:
     messages: list[str] = []
-    if os.path.exists(path):
+    if os.path.exists(path) and not _written_by_us(path):
+        # Unpickling runs code from the file: only our own files are read.
+        aside = _move_aside(path)
+        logger.warning("moved unreadable checkpoint %r to %r", path, aside)
+        messages.append(_foreign_file_message(path, aside))
+    elif os.path.exists(path):
         try:
             old, end = read_checkpoint(path, Checkpoint)
         except OSError:
             raise
-        except Exception as exc:  # anything unpickling a foreign file can raise
+        except Exception as exc:  # a damaged header, a class that is gone
             aside = _move_aside(path)
             logger.warning("moved unreadable checkpoint %r to %r", path, aside)
             messages.append(
@@ -245,8 +250,7 @@ def _resume_or_create(
                         f"loaded (call {i}: {error}); computing them again"
                     )
                 old.path = path
-                if end is None:  # a plain pickle: rewrite it as a journal
-                    return old, _create(path, old), messages
+                assert end is not None  # a journal, since it opens like one
                 return old, Journal.reopen(path, end), messages
             logger.warning(
                 "checkpoint %r was made for another function or other parameters: "
@@ -267,6 +271,30 @@ def _resume_or_create(
             f"the run later, but they cannot be pickled ({exc}); pass picklable "
             "parameters or leave out path="
         ) from exc
+
+
+def _written_by_us(path: str) -> bool:
+    """Whether the file at ``path`` opens like the checkpoints we write."""
+    opening = Checkpoint.file_opening()
+    with open(path, "rb") as file:
+        return file.read(len(opening)) == opening
+
+
+def _foreign_file_message(path: str, aside: str) -> str:
+    with open(aside, "rb") as file:
+        start = file.read(256)
+    if b"thread_chunks" in start and b"Checkpoint" in start:
+        return (
+            f"checkpoint {path!r} was written by thread-chunks 1.x (or is a plain "
+            f"pickle of a Checkpoint): moved it to {aside!r} without loading it, "
+            "since loading a pickle runs code from it, and starting afresh. If "
+            f"you trust it, convert it with Checkpoint.load({aside!r}).save("
+            f"{path!r}) before running again, and the run resumes from it"
+        )
+    return (
+        f"checkpoint {path!r} is not a thread-chunks checkpoint: moved it to "
+        f"{aside!r} without loading it and starting afresh"
+    )
 
 
 def _create(path: str, checkpoint: Checkpoint) -> Journal:

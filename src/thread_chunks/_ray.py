@@ -1,0 +1,112 @@
+"""Ray actors as workers, as in thread-chunks 1.x: ``RemoteLabelledActor``.
+
+Ray is imported here only, and only when a user asks for
+``RemoteLabelledActor`` or passes Ray actor handles as ``actors``: importing
+thread_chunks never imports Ray. A call on a Ray actor is awaited through its
+``ObjectRef.future()``, so the event loop never blocks on it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._actors import LabelledActor
+from ._config import config
+from ._executor import wait_for_future
+
+__all__ = [
+    "call_ray_actor",
+    "is_ray_actor",
+    "ray_actor_func",
+    "remote_labelled_actor",
+    "set_ray_actor_func",
+]
+
+_NO_RAY = (
+    "RemoteLabelledActor needs Ray: pip install 'thread-chunks[ray]'. Without "
+    "Ray, run the calls in threads (the default), or on processes or a cluster "
+    "with executor= (see 'Beyond one machine' in the docs)"
+)
+
+
+class RemoteLabelledActorClass:
+    """``ray.remote(LabelledActor)``, which starts Ray itself if it is not running.
+
+    Only when thread-chunks starts Ray does it use ``config.ray_config``, as
+    thread-chunks 1.x did; a Ray you started yourself is used as it is.
+    """
+
+    def __init__(self, actor_class: Any) -> None:
+        self._actor_class = actor_class
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Start a Ray actor: ``RemoteLabelledActor.remote(func)``."""
+        _start_ray()
+        return self._actor_class.remote(*args, **kwargs)
+
+    def options(self, **options: Any) -> Any:
+        """The actor class with Ray options, as ``ray.remote`` classes have."""
+        _start_ray()
+        return self._actor_class.options(**options)
+
+    def __repr__(self) -> str:
+        return "RemoteLabelledActor"
+
+
+_remote_class: RemoteLabelledActorClass | None = None
+
+
+def remote_labelled_actor() -> RemoteLabelledActorClass:
+    """Return ``RemoteLabelledActor``, importing Ray the first time."""
+    global _remote_class
+    if _remote_class is None:
+        try:
+            import ray
+        except ImportError:
+            raise ImportError(_NO_RAY) from None
+        _remote_class = RemoteLabelledActorClass(ray.remote(LabelledActor))
+    return _remote_class
+
+
+def _start_ray() -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(**config.ray_config)
+
+
+def is_ray_actor(obj: object) -> bool:
+    """Whether ``obj`` is a Ray actor handle (without importing Ray)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and isinstance(obj, ray.actor.ActorHandle)
+
+
+def ray_actor_func(actor: Any) -> Callable[..., Any]:
+    """The function a Ray actor holds, fetched from it."""
+    import ray
+
+    func: Callable[..., Any] = ray.get(actor.get_func.remote())
+    return func
+
+
+def set_ray_actor_func(actors: Sequence[Any], func: Callable[..., Any]) -> None:
+    """Give every Ray actor ``func``, sending it to the cluster once."""
+    import ray
+
+    func_ref = ray.put(func)
+    ray.get([actor.set_func.remote(func_ref) for actor in actors])
+
+
+async def call_ray_actor(actor: Any, index: int, args: Sequence[Any]) -> Any:
+    """Run ``func(*args)`` on a Ray actor and return its result.
+
+    If cancelled meanwhile, the call runs to its end (an actor serves one call
+    at a time, so it is never queued) and its result is returned to be saved.
+    """
+    # The future of an ObjectRef would let itself be cancelled, call running
+    # or not: never withdraw it.
+    ref = actor.run.remote(index, *args)
+    _, result = await wait_for_future(ref.future(), withdraw=False)
+    return result
