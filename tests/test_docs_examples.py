@@ -24,6 +24,7 @@ ENGINES = {
     "mpi.py": "mpi4py",
     "processes.py": "loky",
     "ray_executor.py": "ray",
+    "from_1x_ray.py": "ray",
 }
 
 
