@@ -29,10 +29,12 @@ def test_processes_run_lambdas() -> None:
     assert out == [2, 3, 4]
 
 
-def test_processes_run_in_parallel_and_no_more_than_chunk_size() -> None:
-    # The pool has room for four calls: only the library's limit keeps it to two.
-    manager = multiprocessing.Manager()
-    with manager, ProcessPoolExecutor(4) as pool:
+def meeting_run(executor: Any, n: int) -> tuple[list[tuple[int, int]], int]:
+    """Run ``n`` calls at chunk_size 2 that meet two by two at a barrier.
+
+    Returns the outputs (pid, x) and the most calls that ran at once.
+    """
+    with multiprocessing.Manager() as manager:
         barrier = manager.Barrier(2)
         counter, peak, lock = (
             manager.Value("i", 0),
@@ -40,38 +42,28 @@ def test_processes_run_in_parallel_and_no_more_than_chunk_size() -> None:
             manager.Lock(),
         )
         meet = partial(engines.meet, barrier, counter, lock, peak)
+        parameters = [[x] for x in range(n)]
         out = chunk(
-            meet,
-            [[x] for x in range(6)],
-            chunk_size=2,
-            progress_bar=False,
-            executor=pool,
+            meet, parameters, chunk_size=2, progress_bar=False, executor=executor
         )
-        # Each round of two calls met at the barrier: two processes at once.
-        assert [x for _, x in out] == list(range(6))
-        assert len({pid for pid, _ in out}) >= 2
-        assert peak.value == 2
+        return out, peak.value
+
+
+def test_processes_run_in_parallel_and_no_more_than_chunk_size() -> None:
+    # The pool has room for four calls: only the library's limit keeps it to two.
+    with ProcessPoolExecutor(4) as pool:
+        out, peak = meeting_run(pool, 6)
+    # Each round of two calls met at the barrier: two processes at once.
+    assert [x for _, x in out] == list(range(6))
+    assert len({pid for pid, _ in out}) >= 2
+    assert peak == 2
 
 
 def test_processes_option_runs_calls_in_parallel() -> None:
-    manager = multiprocessing.Manager()
-    with manager:
-        barrier = manager.Barrier(2)
-        counter, peak, lock = (
-            manager.Value("i", 0),
-            manager.Value("i", 0),
-            manager.Lock(),
-        )
-        meet = partial(engines.meet, barrier, counter, lock, peak)
-        out = chunk(
-            meet,
-            [[x] for x in range(4)],
-            chunk_size=2,
-            progress_bar=False,
-            executor="processes",
-        )
-        assert len({pid for pid, _ in out}) == 2
-        assert peak.value == 2
+    out, peak = meeting_run("processes", 4)
+    assert [x for _, x in out] == list(range(4))
+    assert len({pid for pid, _ in out}) == 2
+    assert peak == 2
 
 
 def test_stdlib_process_pool_with_a_module_level_function(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from typing import Any, Generic, TypeVar, Unpack, overload
 
 from ._actors import LabelledActor
 from ._core import drive
-from ._options import NewOptions, Options, takes_options
+from ._options import NewOptions, Options
 from ._plan import Plan, make_plan
+from ._signatures import takes_options
 from ._sync import run_blocking
 
 __all__ = ["Chunker"]
@@ -209,10 +210,7 @@ class Chunker(Generic[R]):
             A new function for the actors, this run and the next ones.
         {options}
 
-        Returns
-        -------
-        list
-            ``[func(*args) for args in parameters]``, in order.
+        {outcome}
         """
         with self._exclusive():
             plan = self._plan(parameters, func, progress_bar, path, options)
@@ -227,22 +225,16 @@ class Chunker(Generic[R]):
         path: _Path = None,
         **options: Unpack[NewOptions],
     ) -> list[Any]:
-        """Run every call and return the results in order; see :func:`achunk`.
+        """The async twin of :meth:`__call__`: the same arguments and results.
 
-        Takes the same arguments as :meth:`__call__`.
+        Calls run as with :func:`achunk`, under asyncio or trio.
 
-        Parameters
-        ----------
-        parameters : iterable of lists or tuples
-            One argument list per call.
-        func : callable, optional
-            A new function for the actors, this run and the next ones.
-        {options}
-
-        Returns
-        -------
-        list
-            ``[func(*args) for args in parameters]``, in order.
+        Examples
+        --------
+        >>> import anyio
+        >>> chunker = Chunker(abs, chunk_size=2, progress_bar=False)
+        >>> anyio.run(chunker.achunk, [[-5], [6]])
+        [5, 6]
         """
         with self._exclusive():
             plan = self._plan(parameters, func, progress_bar, path, options)

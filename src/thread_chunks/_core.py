@@ -16,10 +16,11 @@ from ._actors import LabelledActor
 from ._errors import unwrapped_exception_groups
 from ._executor import call_in_executor, opened_executor
 from ._notices import Notices
-from ._options import Options, OptionsDict, takes_options
+from ._options import Options, OptionsDict
 from ._plan import Plan, make_plan
 from ._progress import open_progress_bar
 from ._ray import call_ray_actor
+from ._signatures import takes_options
 from ._store import CheckpointStore
 
 __all__ = ["achunk", "drive", "run_plan"]
@@ -64,27 +65,7 @@ async def achunk(
         One argument list per call: call ``i`` is ``func(*parameters[i])``.
     {options}
 
-    Returns
-    -------
-    list
-        ``[func(*args) for args in parameters]``, in order.
-
-    Raises
-    ------
-    TypeError, ValueError
-        For a bad argument, before any call runs.
-    OSError
-        If the checkpoint file cannot be written, before any call runs.
-    RuntimeError
-        If another run is writing the same checkpoint file, before any call runs.
-    Exception
-        The first exception raised by ``func``, once the calls already running
-        have finished and their results are saved; a note names the call.
-
-    Warns
-    -----
-    CheckpointFailedWarning
-        If a checkpoint cannot be read or written; the run goes on.
+    {outcome}
 
     Examples
     --------

@@ -2,25 +2,31 @@
 
 :func:`chunk`, :func:`achunk` and :class:`Chunker` take these as keyword
 arguments (and 1.x's four as positional ones too). :class:`Options` is the one
-definition; :func:`takes_options` gives each entry point its runtime signature
-and its documentation from it, and the ``TypedDict`` s type ``**options``.
+definition; ``_signatures.takes_options`` gives each entry point its runtime
+signature and its documentation from it, and the ``TypedDict`` s below type
+``**options`` for type checkers.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
-import textwrap
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypedDict, TypeVar
 
 from ._actors import LabelledActor
 from ._ray import is_ray_actor
 
-__all__ = ["LegacyOptions", "NewOptions", "Options", "OptionsDict", "takes_options"]
+__all__ = [
+    "OPTION_NAMES",
+    "LegacyOptions",
+    "NewOptions",
+    "Options",
+    "OptionsDict",
+    "check_chunk_size",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,7 +125,7 @@ class Options:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-_OPTION_NAMES = frozenset(f.name for f in fields(Options))
+OPTION_NAMES = frozenset(f.name for f in fields(Options))
 
 
 class LegacyOptions(TypedDict, total=False):
@@ -140,71 +146,6 @@ class NewOptions(TypedDict, total=False):
 
 class OptionsDict(LegacyOptions, NewOptions, total=False):
     """Every option, as :func:`achunk` takes them."""
-
-
-def takes_options(keywords: type[Any]) -> Callable[[F], F]:
-    """Give ``func`` the options in ``keywords`` in its signature and docstring.
-
-    ``**options`` becomes one keyword-only parameter per option, with its
-    default, so that ``help()``, IDEs and the API reference show them, and the
-    line ``{options}`` of the docstring becomes their numpydoc entries.
-    """
-    names = list(keywords.__annotations__)
-    by_name = {f.name: f for f in fields(Options)}
-
-    def decorate(func: F) -> F:
-        if isinstance(func, type):  # a class: its __init__ takes the options
-            init = decorate(func.__init__)  # type: ignore[misc]
-            documented = inspect.signature(init).parameters
-            func.__doc__ = _fill_options(func.__doc__ or "", documented)
-            return func
-        signature = inspect.signature(func)
-        parameters = [
-            p.replace(annotation=by_name[p.name].type) if p.name in by_name else p
-            for p in signature.parameters.values()
-            if p.kind is not p.VAR_KEYWORD
-        ]
-        for name in names:
-            option = by_name[name]
-            default = None if option.default is MISSING else option.default
-            parameters.append(
-                inspect.Parameter(
-                    name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=default,
-                    annotation=option.type,
-                )
-            )
-        func.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-        if func.__doc__:
-            func.__doc__ = _fill_options(func.__doc__, [p.name for p in parameters])
-        return func
-
-    return decorate
-
-
-def option_docs(names: Sequence[str], indent: str = "") -> str:
-    """The numpydoc entries of the options ``names``, indented by ``indent``."""
-    by_name = {f.name: f for f in fields(Options)}
-    entries = []
-    for name in names:
-        metadata = by_name[name].metadata
-        paragraphs = [textwrap.fill(p, 72) for p in metadata["doc"].split("\n\n")]
-        body = textwrap.indent("\n\n".join(paragraphs), "    ")
-        entries.append(f"{name} : {metadata['kind']}\n{body}")
-    return textwrap.indent("\n".join(entries), indent)
-
-
-def _fill_options(doc: str, names: Iterable[str]) -> str:
-    """Replace the line ``{options}`` by the entries of the options in ``names``."""
-    options = [name for name in names if name in _OPTION_NAMES]
-    lines = doc.splitlines()
-    for k, line in enumerate(lines):
-        if line.strip() == "{options}":
-            indent = line[: len(line) - len(line.lstrip())]
-            lines[k] = option_docs(options, indent)
-            return "\n".join(lines)
-    raise AssertionError("the docstring has no {options} line")
 
 
 def _check_actors(actors: object) -> None:

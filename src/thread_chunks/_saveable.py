@@ -17,14 +17,8 @@ from typing import Any, Self, TypeVar
 
 from saveable_objects import SaveableObject
 
-from ._journal import (
-    Record,
-    decode_frame,
-    decode_record,
-    opening,
-    read_journal,
-    write_snapshot,
-)
+from ._frames import Record, decode_frame, decode_record, opening
+from ._journal import read_journal, write_snapshot
 from ._pickling import dumps
 
 __all__ = ["SaveableCheckpoint", "read_checkpoint"]

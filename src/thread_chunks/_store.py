@@ -11,7 +11,6 @@ run ends, however it ends, the rest is written and the file is finished.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,13 +18,12 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
-from ._atomic import remove_leftovers
 from ._checkpoint import Checkpoint, CheckpointFailedWarning
 from ._journal import Journal
 from ._notices import Notices
-from ._saveable import read_checkpoint
+from ._opening import open_checkpoint_file
 
 __all__ = ["MIN_WRITE_GAP", "CheckpointStore"]
 
@@ -79,7 +77,7 @@ class CheckpointStore:
         Raises ``OSError`` if the file cannot be written, before any call runs.
         """
         checkpoint, journal, lock, messages = await anyio.to_thread.run_sync(
-            _open_file, path, func_name, parameters
+            open_checkpoint_file, path, func_name, parameters
         )
         for message in messages:
             notices.warn(message, CheckpointFailedWarning, kind="read")
@@ -181,131 +179,3 @@ class CheckpointStore:
 
     def _notify(self, kind: str, message: str) -> None:
         self._notices.warn(message, CheckpointFailedWarning, kind=kind)
-
-
-def _open_file(
-    path: str, func_name: str, parameters: Sequence[Sequence[Any]]
-) -> tuple[Checkpoint, Journal, FileLock, list[str]]:
-    """Blocking part of :meth:`CheckpointStore.open`, run in a worker thread.
-
-    Takes the checkpoint's lock first, so that two runs (in this process or
-    another) never write the same file: the second fails before computing.
-    """
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    lock = FileLock(_lock_path(path), timeout=0, thread_local=False)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RuntimeError(
-            f"checkpoint {path!r} is being written by another run, in this process "
-            "or another; give each run a path of its own"
-        ) from None
-    try:
-        remove_leftovers(path)
-        checkpoint, journal, messages = _resume_or_create(path, func_name, parameters)
-    except BaseException:
-        lock.release()
-        raise
-    return checkpoint, journal, lock, messages
-
-
-def _lock_path(path: str) -> str:
-    directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.lock")
-
-
-def _resume_or_create(
-    path: str, func_name: str, parameters: Sequence[Sequence[Any]]
-) -> tuple[Checkpoint, Journal, list[str]]:
-    messages: list[str] = []
-    if os.path.exists(path) and not _written_by_us(path):
-        # Unpickling runs code from the file: only our own files are read.
-        aside = _move_aside(path)
-        logger.warning("moved unreadable checkpoint %r to %r", path, aside)
-        messages.append(_foreign_file_message(path, aside))
-    elif os.path.exists(path):
-        try:
-            old, end = read_checkpoint(path, Checkpoint)
-        except OSError:
-            raise
-        except Exception as exc:  # a damaged header, a class that is gone
-            aside = _move_aside(path)
-            logger.warning("moved unreadable checkpoint %r to %r", path, aside)
-            messages.append(
-                f"checkpoint {path!r} cannot be read ({type(exc).__name__}: {exc}); "
-                f"moved it to {aside!r} and starting afresh"
-            )
-        else:
-            if old.matches(func_name, parameters):
-                logger.info(
-                    "resuming from checkpoint %r: %d of %d calls already done",
-                    path,
-                    old.done,
-                    len(parameters),
-                )
-                if old.unreadable:
-                    i, error = next(iter(old.unreadable.items()))
-                    messages.append(
-                        f"{len(old.unreadable)} saved results in {path!r} cannot be "
-                        f"loaded (call {i}: {error}); computing them again"
-                    )
-                old.path = path
-                assert end is not None  # a journal, since it opens like one
-                return old, Journal.reopen(path, end), messages
-            logger.warning(
-                "checkpoint %r was made for another function or other parameters: "
-                "replacing it, which drops its %d saved results, and computing "
-                "every call",
-                path,
-                old.done,
-            )
-    checkpoint = Checkpoint(func_name, parameters)
-    checkpoint.path = path
-    try:
-        return checkpoint, _create(path, checkpoint), messages
-    except OSError:
-        raise
-    except Exception as exc:  # the parameters cannot be pickled
-        raise TypeError(
-            f"path={path!r} saves the parameters beside the results, to recognise "
-            f"the run later, but they cannot be pickled ({exc}); pass picklable "
-            "parameters or leave out path="
-        ) from exc
-
-
-def _written_by_us(path: str) -> bool:
-    """Whether the file at ``path`` opens like the checkpoints we write."""
-    opening = Checkpoint.file_opening()
-    with open(path, "rb") as file:
-        return file.read(len(opening)) == opening
-
-
-def _foreign_file_message(path: str, aside: str) -> str:
-    with open(aside, "rb") as file:
-        start = file.read(256)
-    if b"thread_chunks" in start and b"Checkpoint" in start:
-        return (
-            f"checkpoint {path!r} was written by thread-chunks 1.x (or is a plain "
-            f"pickle of a Checkpoint): moved it to {aside!r} without loading it, "
-            "since loading a pickle runs code from it, and starting afresh. If "
-            f"you trust it, convert it with Checkpoint.load({aside!r}).save("
-            f"{path!r}) before running again, and the run resumes from it"
-        )
-    return (
-        f"checkpoint {path!r} is not a thread-chunks checkpoint: moved it to "
-        f"{aside!r} without loading it and starting afresh"
-    )
-
-
-def _create(path: str, checkpoint: Checkpoint) -> Journal:
-    return Journal.create(path, Checkpoint.file_opening(), checkpoint)
-
-
-def _move_aside(path: str) -> str:
-    """Rename an unreadable checkpoint to a free sibling name and return it."""
-    for attempt in range(1000):
-        target = path + (".unreadable" if attempt == 0 else f".unreadable-{attempt}")
-        if not os.path.exists(target):
-            os.rename(path, target)
-            return target
-    raise FileExistsError(f"too many unreadable copies of {path!r} already exist")

@@ -14,8 +14,9 @@ from ._actors import LabelledActor
 from ._core import run_plan
 from ._errors import unwrapped_exception_groups
 from ._notices import Notices
-from ._options import NewOptions, Options, takes_options
+from ._options import NewOptions, Options
 from ._plan import Plan, make_plan
+from ._signatures import takes_options
 
 __all__ = ["chunk", "run_blocking"]
 
@@ -83,30 +84,7 @@ def chunk(
         One argument list per call: call ``i`` is ``func(*parameters[i])``.
     {options}
 
-    Returns
-    -------
-    list
-        ``[func(*args) for args in parameters]``, in order.
-
-    Raises
-    ------
-    TypeError, ValueError
-        For a bad argument, before any call runs.
-    OSError
-        If the checkpoint file cannot be written, before any call runs.
-    RuntimeError
-        If another run is writing the same checkpoint file, before any call runs.
-    Exception
-        The first exception raised by ``func``, once the calls already running
-        have finished and their results are saved; a note names the call.
-    KeyboardInterrupt
-        On Ctrl-C, once the running calls have finished and the checkpoint is
-        written. A second Ctrl-C stops at once.
-
-    Warns
-    -----
-    CheckpointFailedWarning
-        If a checkpoint cannot be read or written; the run goes on.
+    {outcome}
 
     Examples
     --------
