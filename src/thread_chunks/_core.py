@@ -124,7 +124,7 @@ async def run_plan(plan: Plan, notices: Notices) -> list[Any]:
         if plan.path is not None:
             store = await CheckpointStore.open(
                 plan.path,
-                plan.func_name,
+                plan.function,
                 plan.parameters,
                 plan.checkpoint_every,
                 notices,

@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 
 from ._atomic import remove_leftovers
 from ._checkpoint import Checkpoint
+from ._identity import FunctionIdentity
 from ._journal import Journal
 from ._saveable import read_checkpoint
 
@@ -25,7 +26,7 @@ logger = logging.getLogger("thread_chunks")
 
 
 def open_checkpoint_file(
-    path: str, func_name: str, parameters: Sequence[Sequence[Any]]
+    path: str, function: FunctionIdentity, parameters: Sequence[Sequence[Any]]
 ) -> tuple[Checkpoint, Journal, FileLock, list[str]]:
     """Lock ``path``, then resume the checkpoint there or start a new one.
 
@@ -45,7 +46,7 @@ def open_checkpoint_file(
         ) from None
     try:
         remove_leftovers(path)
-        checkpoint, journal, messages = _resume_or_create(path, func_name, parameters)
+        checkpoint, journal, messages = _resume_or_create(path, function, parameters)
     except BaseException:
         lock.release()
         raise
@@ -58,7 +59,7 @@ def _lock_path(path: str) -> str:
 
 
 def _resume_or_create(
-    path: str, func_name: str, parameters: Sequence[Sequence[Any]]
+    path: str, function: FunctionIdentity, parameters: Sequence[Sequence[Any]]
 ) -> tuple[Checkpoint, Journal, list[str]]:
     messages: list[str] = []
     if os.path.exists(path) and not _written_by_us(path):
@@ -79,13 +80,22 @@ def _resume_or_create(
                 f"moved it to {aside!r} and starting afresh"
             )
         else:
-            if old.matches(func_name, parameters):
+            if old.matches(function, parameters):
                 logger.info(
                     "resuming from checkpoint %r: %d of %d calls already done",
                     path,
                     old.done,
                     len(parameters),
                 )
+                if old.function is not None and old.function.code != function.code:
+                    logger.warning(
+                        "the code of %s changed since checkpoint %r was written; "
+                        "its saved results are kept, since the function's name "
+                        "and the parameters are the same: to compute every call "
+                        "again, delete the file or pass another path=",
+                        function.name,
+                        path,
+                    )
                 if old.unreadable:
                     i, error = next(iter(old.unreadable.items()))
                     messages.append(
@@ -95,6 +105,14 @@ def _resume_or_create(
                 old.path = path
                 assert end is not None  # a journal, since it opens like one
                 return old, Journal.reopen(path, end), messages
+            if old.function is not None and old.function.bound_error is not None:
+                logger.warning(
+                    "what was bound to %s in checkpoint %r cannot be loaded (%s), "
+                    "so the run it belongs to cannot be recognised",
+                    old.func_name,
+                    path,
+                    old.function.bound_error,
+                )
             logger.warning(
                 "checkpoint %r was made for another function or other parameters: "
                 "replacing it, which drops its %d saved results, and computing "
@@ -102,7 +120,8 @@ def _resume_or_create(
                 path,
                 old.done,
             )
-    checkpoint = Checkpoint(func_name, parameters)
+    checkpoint = Checkpoint(function.name, parameters)
+    checkpoint.function = function
     checkpoint.path = path
     try:
         return checkpoint, _create(path, checkpoint), messages
@@ -110,9 +129,10 @@ def _resume_or_create(
         raise
     except Exception as exc:  # the parameters cannot be pickled
         raise TypeError(
-            f"path={path!r} saves the parameters beside the results, to recognise "
-            f"the run later, but they cannot be pickled ({exc}); pass picklable "
-            "parameters or leave out path="
+            f"path={path!r} saves the parameters (and what is bound to func: a "
+            "partial's arguments, a method's object) beside the results, to "
+            f"recognise the run later, but they cannot be pickled ({exc}); pass "
+            "picklable ones, or leave out path="
         ) from exc
 
 

@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
-
-import cloudpickle
 
 from ._actors import LabelledActor
 from ._checkpoint import Checkpoint
 from ._config import config
 from ._executor import check_executor
+from ._identity import FunctionIdentity, identify
 from ._options import Options, check_chunk_size
 from ._ray import is_ray_actor, ray_actor_func, set_ray_actor_func
 
-__all__ = ["Plan", "function_name", "is_coroutine_function", "make_plan"]
+__all__ = ["Plan", "is_coroutine_function", "make_plan"]
 
 
 @dataclass(frozen=True)
 class Plan:
     """Everything a run needs, checked and with defaults filled in."""
 
-    func_name: str
+    function: FunctionIdentity
     parameters: list[Sequence[Any]]
     actors: list[Any]
     is_async: bool
@@ -37,6 +34,11 @@ class Plan:
     executor: Executor | str | None = None
     on_ray: bool = False
     """Whether the actors are Ray actor handles rather than LabelledActors."""
+
+    @property
+    def func_name(self) -> str:
+        """The function's name, as checkpoints and error notes show it."""
+        return self.function.name
 
     @property
     def chunk_size(self) -> int:
@@ -79,7 +81,8 @@ def make_plan(
             f"actors for chunk_size={chunk_size}; pass as many actors as chunk_size"
         )
     run_func = func if func is not None else held
-    func_name = function_name(run_func)
+    function = identify(run_func)
+    func_name = function.name
     is_async = is_coroutine_function(run_func)
     executor = options.executor
     if on_ray and (is_async or executor is not None):
@@ -102,7 +105,7 @@ def make_plan(
         check_executor(executor, run_func, func_name)
     path = options.path
     plan = Plan(
-        func_name=func_name,
+        function=function,
         parameters=check_parameters(parameters),
         actors=actor_list or [LabelledActor(run_func) for _ in range(chunk_size)],
         is_async=is_async,
@@ -157,22 +160,3 @@ def check_parameters(parameters: Iterable[Sequence[Any]]) -> list[Sequence[Any]]
                 "pass [[x] for x in values]"
             )
     return checked
-
-
-def function_name(func: Callable[..., Any]) -> str:
-    """The name a checkpoint records for ``func``.
-
-    A ``functools.partial`` is named after its function and bound arguments, so
-    that partials of one function with different arguments differ. Arguments
-    whose ``repr`` is long or abridged (large arrays) are named by a hash.
-    """
-    if isinstance(func, partial):
-        bound = [repr(a) for a in func.args]
-        bound += [f"{k}={v!r}" for k, v in func.keywords.items()]
-        shown = ", ".join(bound)
-        if len(shown) > 200 or "..." in shown:
-            pickled = cloudpickle.dumps((func.args, func.keywords))
-            shown = f"sha256={hashlib.sha256(pickled).hexdigest()[:16]}"
-        return f"{function_name(func.func)}({shown})"
-    name = getattr(func, "__qualname__", None)
-    return name if isinstance(name, str) else type(func).__qualname__

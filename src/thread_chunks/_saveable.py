@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar
 from saveable_objects import SaveableObject
 
 from ._frames import Record, decode_frame, decode_record, opening
+from ._identity import FunctionIdentity
 from ._journal import read_journal, write_snapshot
 from ._pickling import dumps
 
@@ -30,6 +31,7 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
     """The ``saveable_objects`` side of :class:`~thread_chunks.Checkpoint`."""
 
     results: dict[int, Any]
+    function: FunctionIdentity | None
     unreadable: dict[int, str]
     """The calls whose saved result could not be loaded: index to the error."""
 
@@ -146,6 +148,8 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
         state = self.__dict__.copy()
         state.pop("unreadable", None)
         state["results"] = {i: dumps(r) for i, r in self.results.items()}
+        if self.function is not None:
+            state["function"] = self.function.to_state()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -154,10 +158,14 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
             output, completed = state.pop("output"), state.pop("completed")
             state.pop("done", None)  # derived from the results now
             results = {i: output[i] for i, done in enumerate(completed) if done}
-            self.__dict__.update(state, results=results)
+            self.__dict__.update(state, results=results, function=None)
             return
         blobs = state.pop("results")
+        function = state.pop("function", None)
         self.__dict__.update(state)
+        self.function = (
+            None if function is None else FunctionIdentity.from_state(function)
+        )
         self.results = self._loaded(blobs)
 
 

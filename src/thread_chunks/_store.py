@@ -21,6 +21,7 @@ import anyio.to_thread
 from filelock import FileLock
 
 from ._checkpoint import Checkpoint, CheckpointFailedWarning
+from ._identity import FunctionIdentity
 from ._journal import Journal
 from ._notices import Notices
 from ._opening import open_checkpoint_file
@@ -67,7 +68,7 @@ class CheckpointStore:
     async def open(
         cls,
         path: str,
-        func_name: str,
+        function: FunctionIdentity,
         parameters: Sequence[Sequence[Any]],
         checkpoint_every: float,
         notices: Notices,
@@ -77,7 +78,7 @@ class CheckpointStore:
         Raises ``OSError`` if the file cannot be written, before any call runs.
         """
         checkpoint, journal, lock, messages = await anyio.to_thread.run_sync(
-            open_checkpoint_file, path, func_name, parameters
+            open_checkpoint_file, path, function, parameters
         )
         for message in messages:
             notices.warn(message, CheckpointFailedWarning, kind="read")
