@@ -7,15 +7,31 @@ Each call ``work(i)`` logs ``start i``, waits ``DELAY`` seconds (the work), logs
 once its fsync has returned. Lines are appended with one ``write`` each. With
 ``PAD`` > 0 every argument list carries ``PAD`` extra bytes, for a large header.
 ``RUNNER`` is ``chunk`` (the default), or ``asyncio`` or ``trio`` to run
-``achunk`` under ``anyio.run`` with that backend.
+``achunk`` under ``anyio.run`` with that backend, or ``processes`` or ``pool``
+to run the calls with ``chunk`` on ``executor="processes"`` or on a standard
+``ProcessPoolExecutor`` whose initializer is ``ignore_sigint``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
+import time
 from typing import Any
+
+
+def process_work(log_path: str, delay: float, i: int, *padding: bytes) -> int:
+    """``work`` for worker processes: the log is opened by its path."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, f"start {i}\n".encode())
+        time.sleep(delay)
+        os.write(fd, f"done {i}\n".encode())
+    finally:
+        os.close(fd)
+    return i * i
 
 
 def main(
@@ -37,6 +53,14 @@ def main(
 
     def log(line: str) -> None:
         os.write(log_fd, f"{line}\n".encode())
+
+    class ToLog(logging.Handler):
+        """The library's log messages, as lines ``logged <message>``."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            log(f"logged {record.getMessage()}")
+
+    logging.getLogger("thread_chunks").addHandler(ToLog())
 
     append = _journal.Journal.append
 
@@ -62,6 +86,17 @@ def main(
     }
     if runner == "chunk":
         chunk(work, parameters, **options)
+    elif runner == "processes":
+        func = partial(process_work, log_path, delay)
+        chunk(func, parameters, executor="processes", **options)
+    elif runner == "pool":
+        from concurrent.futures import ProcessPoolExecutor
+
+        from thread_chunks import ignore_sigint
+
+        func = partial(process_work, log_path, delay)
+        with ProcessPoolExecutor(chunk_size, initializer=ignore_sigint) as pool:
+            chunk(func, parameters, executor=pool, **options)
     else:
         anyio.run(partial(achunk, work, parameters, **options), backend=runner)
     log("finished")

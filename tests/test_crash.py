@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -29,6 +30,7 @@ class Child:
         log_name: str = "log.txt",
         pad: int = 0,
         runner: str = "chunk",
+        new_session: bool = False,
     ) -> None:
         self.path = tmp_path / "checkpoint.pkl"
         self.log = tmp_path / log_name
@@ -47,6 +49,7 @@ class Child:
             ],
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=new_session,  # a process group of its own
         )
 
     def lines(self, kind: str) -> list[int]:
@@ -117,6 +120,53 @@ def test_sigint_lets_running_calls_finish_then_exits(
     checkpoint = Checkpoint.load(child.path)
     assert [i for i, d in enumerate(checkpoint.completed) if d] == sorted(done)
     check_resume(tmp_path, child, n)
+
+
+@pytest.mark.parametrize("runner", ["processes", "pool"])
+def test_ctrl_c_in_a_terminal_lets_worker_processes_finish(
+    tmp_path: Path, runner: str
+) -> None:
+    n = 20
+    child = Child(tmp_path, n, 2, delay=0.5, runner=runner, new_session=True)
+    child.wait_for("start", 2)  # calls 0 and 1 run in the worker processes
+    # A terminal sends SIGINT to the whole foreground process group.
+    os.killpg(child.process.pid, signal.SIGINT)
+    returncode, stderr = child.finish()
+    assert returncode in (-signal.SIGINT, 130), stderr
+    assert stderr.count("Traceback") == 1, stderr
+    assert stderr.rstrip().endswith("KeyboardInterrupt"), stderr
+    started, done = child.lines("start"), child.lines("done")
+    assert sorted(started) == sorted(done), "a running call was lost"
+    assert len(done) < n, "the run went on after Ctrl-C"
+    checkpoint = Checkpoint.load(child.path)
+    assert [i for i, d in enumerate(checkpoint.completed) if d] == sorted(done)
+
+
+def test_sigterm_lets_running_calls_finish_and_saves(tmp_path: Path) -> None:
+    n = 20
+    child = Child(tmp_path, n, chunk_size=2, delay=0.5)
+    child.wait_for("start", 2)
+    child.process.send_signal(signal.SIGTERM)  # what a batch scheduler sends
+    returncode, stderr = child.finish()
+    assert returncode == -signal.SIGTERM, stderr  # the usual status for SIGTERM
+    assert "logged SIGTERM: waiting for the running calls" in child.log.read_text()
+    started, done = child.lines("start"), child.lines("done")
+    assert sorted(started) == sorted(done), "a running call was lost"
+    assert len(done) < n, "the run went on after SIGTERM"
+    checkpoint = Checkpoint.load(child.path)
+    assert [i for i, d in enumerate(checkpoint.completed) if d] == sorted(done)
+    check_resume(tmp_path, child, n)
+
+
+def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
+    child = Child(tmp_path, 20, chunk_size=2, delay=30)
+    child.wait_for("start", 2)
+    child.process.send_signal(signal.SIGTERM)
+    wait_until(child, lambda: "logged SIGTERM" in child.log.read_text())
+    child.process.send_signal(signal.SIGTERM)
+    returncode, _ = child.finish()
+    assert returncode == -signal.SIGTERM
+    assert child.lines("done") == []  # the 30-second calls were not waited for
 
 
 def wait_until(

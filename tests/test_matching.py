@@ -72,7 +72,7 @@ MATCH = {
     "nan complex": (complex(NAN, 1), complex(float("nan"), 1)),
     "nan float32": (np.float32("nan"), np.float32("nan")),
     "nan array": (np.array([1.0, NAN]), np.array([1.0, float("nan")])),
-    "NaT": (np.datetime64("NaT"), np.datetime64("NaT")),
+    "NaT": (np.datetime64("NaT", "ns"), np.datetime64("NaT", "ns")),
     "Decimal NaN": (Decimal("NaN"), Decimal("NaN")),
     "nan DataFrame": (
         pd.DataFrame({"a": [1.0, NAN]}),

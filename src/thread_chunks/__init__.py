@@ -16,6 +16,7 @@ from ._checkpoint import CheckpointFailedWarning as CheckpointFailedWarning
 from ._chunker import Chunker as Chunker
 from ._config import config as config
 from ._core import achunk as achunk
+from ._signals import ignore_sigint as ignore_sigint
 from ._sync import chunk as chunk
 
 __version__ = "2.0.0.dev0"
@@ -28,6 +29,7 @@ for _obj in (
     LabelledActor,
     achunk,
     chunk,
+    ignore_sigint,
 ):
     _obj.__module__ = __name__
 del _obj
@@ -53,4 +55,5 @@ __all__ = [
     "achunk",
     "chunk",
     "config",
+    "ignore_sigint",
 ]

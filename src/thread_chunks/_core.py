@@ -23,7 +23,7 @@ from ._ray import call_ray_actor
 from ._signatures import takes_options
 from ._store import CheckpointStore
 
-__all__ = ["achunk", "drive", "run_plan"]
+__all__ = ["achunk", "drive", "run_plan", "run_plan_captured"]
 
 R = TypeVar("R")
 logger = logging.getLogger("thread_chunks")
@@ -88,16 +88,10 @@ async def drive(plan: Plan) -> list[Any]:
     an error stops the run like any exception.
     """
     notices = Notices()
-    outputs: list[Any] = []
-    failures: list[Exception] = []
+    outcome: list[list[Any] | BaseException] = []
 
     async def run() -> None:
-        try:
-            outputs.extend(await run_plan(plan, notices))
-        except Exception as exc:  # raised below, after the last warnings
-            failures.append(exc)
-        finally:
-            notices.end()
+        outcome.append(await run_plan_captured(plan, notices))
 
     with unwrapped_exception_groups():
         async with anyio.create_task_group() as task_group:
@@ -106,9 +100,28 @@ async def drive(plan: Plan) -> list[Any]:
                 await notices.wait()
                 notices.issue(stacklevel=3)
         notices.issue(stacklevel=3)
-        if failures:
-            raise failures[0]
-    return outputs
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]  # raised here, in the caller's task, after warnings
+    return outcome[0]
+
+
+async def run_plan_captured(plan: Plan, notices: Notices) -> list[Any] | BaseException:
+    """Run ``plan``; return its outputs, or the exception it raised.
+
+    A ``KeyboardInterrupt`` or ``SystemExit`` that escapes a task stops an
+    asyncio event loop on the spot, with a long report of the tasks it left
+    behind. So everything but cancellation is returned, for the entry point
+    to raise from its own task or thread once the run is over. Ends
+    ``notices`` however the run ends.
+    """
+    try:
+        return await run_plan(plan, notices)
+    except anyio.get_cancelled_exc_class():
+        raise
+    except BaseException as exc:
+        return exc
+    finally:
+        notices.end()
 
 
 async def run_plan(plan: Plan, notices: Notices) -> list[Any]:
@@ -174,7 +187,7 @@ class _Runner:
         self.store = store
         self.executor = executor
         self.limiter = anyio.CapacityLimiter(plan.chunk_size)
-        self.failures: list[tuple[int, Exception]] = []
+        self.failures: list[tuple[int, BaseException]] = []
 
     async def work(self, actor: LabelledActor, todo: Iterable[int], bar: Any) -> None:
         """Take the next index from the shared ``todo`` until none is left."""
@@ -184,7 +197,9 @@ class _Runner:
                 return
             try:
                 result = await self._call(actor, i, parameters[i])
-            except Exception as exc:
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:  # SystemExit too: stop, save, raise
                 self.failures.append((i, exc))
                 return
             outputs[i] = result

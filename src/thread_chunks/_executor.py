@@ -17,6 +17,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
 )
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any
 
 import anyio
@@ -24,6 +25,8 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import cloudpickle
+
+from ._signals import ignore_sigint
 
 __all__ = [
     "PROCESSES",
@@ -92,11 +95,21 @@ def _import_loky() -> Any:
 async def opened_executor(
     executor: Executor | str | None, chunk_size: int
 ) -> AsyncIterator[Executor | None]:
-    """Yield the executor to use, creating and closing it for ``'processes'``."""
+    """Yield the executor to use, creating and closing it for ``'processes'``.
+
+    ``'processes'`` is a loky pool of this run's own (never loky's shared
+    reusable one, which other runs may be using), started in a worker thread
+    so as not to block the event loop; its workers ignore SIGINT.
+    """
     if not isinstance(executor, str):
         yield executor
         return
-    created: Executor = _import_loky().get_reusable_executor(max_workers=chunk_size)
+    pool = partial(
+        _import_loky().ProcessPoolExecutor,
+        max_workers=chunk_size,
+        initializer=ignore_sigint,
+    )
+    created: Executor = await anyio.to_thread.run_sync(pool)
     try:
         yield created
     finally:

@@ -11,11 +11,12 @@ from typing import Any, TypeVar, Unpack, overload
 from anyio.from_thread import start_blocking_portal
 
 from ._actors import LabelledActor
-from ._core import run_plan
+from ._core import run_plan_captured
 from ._errors import unwrapped_exception_groups
 from ._notices import Notices
 from ._options import NewOptions, Options
 from ._plan import Plan, make_plan
+from ._signals import Terminated, sigterm_stops_the_run
 from ._signatures import takes_options
 
 __all__ = ["chunk", "run_blocking"]
@@ -112,22 +113,26 @@ def run_blocking(plan: Plan) -> list[Any]:
         return []
     notices = Notices()
     with (
+        sigterm_stops_the_run(),
         unwrapped_exception_groups(),
         start_blocking_portal("asyncio", name="thread-chunks") as portal,
     ):
-        future = portal.start_task_soon(run_plan, plan, notices)
+        future = portal.start_task_soon(run_plan_captured, plan, notices)
         future.add_done_callback(lambda _: notices.end())
         try:
             while not notices.ended:
                 notices.wait_blocking()
                 notices.issue(stacklevel=3)
             notices.issue(stacklevel=3)
-            outputs: list[Any] = future.result()
-            return outputs
-        except KeyboardInterrupt:
+            outcome: list[Any] | BaseException = future.result()
+        except (KeyboardInterrupt, Terminated) as exc:
+            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+            again = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
             logger.warning(
-                "interrupted: waiting for the running calls to finish and saving "
-                "the checkpoint; press Ctrl-C again to stop at once"
+                "%s: waiting for the running calls to finish and saving the "
+                "checkpoint; a second %s stops at once",
+                what,
+                again,
             )
             future.cancel()
             raise
@@ -135,3 +140,6 @@ def run_blocking(plan: Plan) -> list[Any]:
             future.cancel()
             wait_for_futures([future])
             raise
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
