@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from thread_chunks import Chunker, achunk, chunk
+from thread_chunks import Checkpoint, Chunker, achunk, chunk
 
 
 def run_child(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
@@ -187,3 +188,98 @@ def test_two_threads_cannot_both_run_one_chunker() -> None:
     finally:
         release.set()
         first.join()
+
+
+def test_a_symlinked_path_writes_its_target_and_stays_a_link(tmp_path: Path) -> None:
+    target = tmp_path / "data" / "target.pkl"
+    target.parent.mkdir()
+    link = tmp_path / "link.pkl"
+    link.symlink_to(target)
+    assert chunk(abs, [[-1], [-2]], progress_bar=False, path=link) == [1, 2]
+    assert link.is_symlink()
+    assert Checkpoint.load(target).output == [1, 2]
+    calls: list[int] = []
+
+    def counted(x: int) -> int:
+        calls.append(x)
+        return abs(x)
+
+    counted.__qualname__, counted.__module__ = "abs", "builtins"
+    # Through the target or the link: one checkpoint, one lock, nothing redone.
+    assert chunk(counted, [[-1], [-2]], progress_bar=False, path=target) == [1, 2]
+    assert chunk(counted, [[-1], [-2]], progress_bar=False, path=link) == [1, 2]
+    assert calls == []
+    assert not (tmp_path / ".link.pkl.lock").exists()
+
+
+def test_a_neighbours_temporary_files_are_left_alone(tmp_path: Path) -> None:
+    neighbour = tmp_path / ".sweep.pkl.part2.pkl.0123456789abcdef.tmp"
+    neighbour.write_bytes(b"being written by a run on sweep.pkl.part2.pkl")
+    leftover = tmp_path / ".sweep.pkl.fedcba9876543210.tmp"
+    leftover.write_bytes(b"left by a run on sweep.pkl killed mid-replacement")
+    assert chunk(abs, [[-1]], progress_bar=False, path=tmp_path / "sweep.pkl") == [1]
+    assert neighbour.exists()
+    assert not leftover.exists()
+
+
+def test_neighbouring_checkpoints_run_at_once(tmp_path: Path) -> None:
+    barrier = threading.Barrier(2, timeout=30)
+    results: dict[str, list[int]] = {}
+
+    def run(name: str) -> None:
+        def meet(x: int) -> int:
+            barrier.wait()  # both runs are inside their calls together
+            return x
+
+        meet.__qualname__ = f"meet_{name}"
+        results[name] = chunk(meet, [[1], [2]], chunk_size=1, progress_bar=False,
+                              path=tmp_path / name)  # fmt: skip
+
+    names = ["sweep.pkl", "sweep.pkl.part2.pkl"]
+    threads = [threading.Thread(target=run, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == {name: [1, 2] for name in names}
+
+
+def test_a_replaced_checkpoint_is_kept_as_previous(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    chunk(abs, [[-1], [-2]], progress_bar=False, path=path)
+    chunk(abs, [[-3]], progress_bar=False, path=path)  # other parameters
+    assert Checkpoint.load(path).output == [3]
+    previous = Checkpoint.load(tmp_path / "ck.pkl.previous")
+    assert previous.output == [1, 2]
+    chunk(abs, [[-4]], progress_bar=False, path=path)
+    assert Checkpoint.load(tmp_path / "ck.pkl.previous").output == [3]  # one kept
+
+
+def test_lock_files_take_the_mode_the_umask_allows(tmp_path: Path) -> None:
+    old = os.umask(0o002)  # a directory shared by a group
+    try:
+        chunk(abs, [[-1]], progress_bar=False, path=tmp_path / "ck.pkl")
+    finally:
+        os.umask(old)
+    assert (tmp_path / ".ck.pkl.lock").stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / "ck.pkl").stat().st_mode & 0o777 == 0o664
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("", r"path must name a file, got ''"),
+        ("x" * 240 + ".pkl", r"has 244 characters.*at most 233 characters"),
+    ],
+)
+def test_paths_that_cannot_work_are_refused_before_any_call(
+    tmp_path: Path, path: str, message: str
+) -> None:
+    def never(x: int) -> int:
+        raise AssertionError("called")
+
+    with pytest.raises(ValueError, match=message):
+        chunk(
+            never, [[1]], progress_bar=False, path=str(tmp_path / path) if path else ""
+        )
+    assert list(tmp_path.iterdir()) == []

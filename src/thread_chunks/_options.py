@@ -199,8 +199,5 @@ def _check_path(path: object) -> None:
     resolved = os.fspath(path)
     if not isinstance(resolved, str):
         raise TypeError(f"path must be a text path, got {resolved!r}")
-    if os.path.isdir(resolved):
-        raise ValueError(
-            f"path {resolved!r} is a directory; pass a file name inside it, such "
-            f"as {os.path.join(resolved, 'checkpoint.pkl')!r}"
-        )
+    if not resolved:
+        raise ValueError("path must name a file, got ''; pass None for no checkpoint")

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._actors import LabelledActor
-from ._checkpoint import Checkpoint
 from ._config import config
 from ._executor import check_executor
 from ._identity import FunctionIdentity, identify
+from ._opening import resolve_path
 from ._options import Options, check_chunk_size
 from ._ray import is_ray_actor, ray_actor_func, set_ray_actor_func
 
@@ -110,8 +110,7 @@ def make_plan(
         actors=actor_list or [LabelledActor(run_func) for _ in range(chunk_size)],
         is_async=is_async,
         progress_bar=_bar_options(options.progress_bar),
-        # Like saveable_objects, a path without an extension gets "_Checkpoint.pkl".
-        path=None if path is None else Checkpoint._updatepathroot(os.fspath(path)),
+        path=None if path is None else resolve_path(os.fspath(path)),
         checkpoint_every=float(options.checkpoint_every),
         executor=executor,
         on_ray=on_ray,
