@@ -283,3 +283,175 @@ def test_paths_that_cannot_work_are_refused_before_any_call(
             never, [[1]], progress_bar=False, path=str(tmp_path / path) if path else ""
         )
     assert list(tmp_path.iterdir()) == []
+
+
+class CountedAbs:
+    """``abs``, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, x: int) -> int:
+        self.calls.append(x)
+        return abs(x)
+
+
+def test_a_bit_flipped_anywhere_costs_at_most_the_damaged_result(
+    tmp_path: Path,
+) -> None:
+    import warnings
+
+    from thread_chunks import CheckpointFailedWarning
+
+    n = 30
+    parameters = [[i] for i in range(n)]
+    original = tmp_path / "original.pkl"
+    chunk(CountedAbs(), parameters, chunk_size=1, progress_bar=False, path=original)
+    data = original.read_bytes()
+    header_end = data.index(b"\x8e", data.index(b"\x8e") + 1)  # the first result
+    tail_start = data.rindex(b"tR.")
+    for offset in range(0, len(data), 97):
+        damaged = bytearray(data)
+        damaged[offset] ^= 0x10
+        path = tmp_path / f"flip{offset}" / "ck.pkl"
+        path.parent.mkdir()
+        path.write_bytes(bytes(damaged))
+        counted = CountedAbs()
+        calls = counted.calls
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = chunk(counted, parameters, progress_bar=False, path=path)
+        assert out == list(range(n)), offset
+        messages = [str(w.message) for w in caught]
+        assert [w.category for w in caught] == [CheckpointFailedWarning], offset
+        if offset < header_end:  # the run cannot be recognised: all again
+            assert "header" in messages[0] or "first bytes" in messages[0], offset
+            assert len(calls) == n
+        elif offset < tail_start:  # one result frame: that call again
+            assert "is damaged" in messages[0], (offset, messages)
+            assert len(calls) <= 1, offset
+            assert (path.parent / "ck.pkl.damaged").read_bytes() == bytes(damaged)
+        else:  # the finishing tail: nothing lost
+            assert "no result was lost" in messages[0], (offset, messages)
+            assert calls == [], offset
+        assert Checkpoint.load(path).output == out  # repaired
+
+
+def test_damage_in_the_middle_keeps_the_results_on_both_sides(tmp_path: Path) -> None:
+    from thread_chunks import CheckpointFailedWarning
+
+    path = tmp_path / "ck.pkl"
+    chunk(str, [[i] for i in range(10)], chunk_size=1, progress_bar=False, path=path)
+    data = bytearray(path.read_bytes())
+    fifth = [i for i in range(len(data)) if data[i] == 0x8E][5]  # a result frame
+    data[fifth + 20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    checkpoint = Checkpoint.load(path)  # reads past the damage
+    assert checkpoint.done == 9
+    assert checkpoint.completed[9]  # after the damage
+    with pytest.warns(CheckpointFailedWarning, match=r"is damaged: .* recovered the 9"):
+        chunk(str, [[i] for i in range(10)], progress_bar=False, path=path)
+    assert (tmp_path / "ck.pkl.damaged").exists()
+
+
+def test_a_damaged_header_is_named_as_such(tmp_path: Path) -> None:
+    from thread_chunks import CheckpointFailedWarning
+
+    path = tmp_path / "ck.pkl"
+    chunk(str, [[i] for i in range(3)], progress_bar=False, path=path)
+    data = bytearray(path.read_bytes())
+    header = data.index(b"\x8e")
+    data[header + 30] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.warns(CheckpointFailedWarning, match=r"header .* fails its checksum"):
+        chunk(str, [[i] for i in range(3)], progress_bar=False, path=path)
+
+
+def test_a_directory_deleted_mid_run_is_written_again(tmp_path: Path) -> None:
+    import shutil
+
+    from thread_chunks import CheckpointFailedWarning
+
+    directory = tmp_path / "run"
+    path = directory / "ck.pkl"
+    first_saved, deleted = threading.Event(), threading.Event()
+
+    def f(i: int) -> int:
+        if i == 1:
+            # The first result is written; now the directory goes away.
+            assert first_saved.wait(timeout=10)
+            shutil.rmtree(directory)
+            deleted.set()
+        return i
+
+    from thread_chunks import _journal
+
+    append = _journal.Journal.append
+
+    def noticed(self: Any, indices: Any, results: Any) -> Any:
+        unpicklable = append(self, indices, results)
+        first_saved.set()
+        return unpicklable
+
+    _journal.Journal.append = noticed  # type: ignore[method-assign]
+    try:
+        with pytest.warns(CheckpointFailedWarning, match="was deleted during the run"):
+            out = chunk(f, [[i] for i in range(6)], chunk_size=1, progress_bar=False,
+                        path=path)  # fmt: skip
+    finally:
+        _journal.Journal.append = append  # type: ignore[method-assign]
+    assert deleted.is_set()
+    assert out == list(range(6))
+    assert Checkpoint.load(path).output == out  # every result, the first too
+
+
+def test_a_finished_checkpoint_reads_in_a_read_only_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    path = directory / "ck.pkl"
+    chunk(abs, [[-1], [-2]], progress_bar=False, path=path)
+    (directory / ".ck.pkl.lock").unlink()
+    bound = subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(directory), str(directory)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if bound.returncode != 0:
+        pytest.skip(f"cannot mount a read-only directory here: {bound.stderr}")
+    try:
+        assert chunk(abs, [[-1], [-2]], progress_bar=False, path=path) == [1, 2]
+        with pytest.raises(OSError, match="Read-only") as info:
+            chunk(abs, [[-3]], progress_bar=False, path=path)
+        assert "has calls to compute" in info.value.__notes__[0]
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 256 KB tmpfs, if this machine lets the tests mount one."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_disk_that_fills_up_loses_no_result(small_disk: Path) -> None:
+    from thread_chunks import CheckpointFailedWarning
+
+    def blob(i: int) -> bytes:
+        return bytes([i]) * 20_000  # 40 of them do not fit in 256 KB
+
+    parameters = [[i] for i in range(40)]
+    with pytest.warns(CheckpointFailedWarning, match="could not write checkpoint"):
+        out = chunk(blob, parameters, chunk_size=1, progress_bar=False,
+                    path=small_disk / "ck.pkl")  # fmt: skip
+    assert out == [blob(i) for i in range(40)]  # every result is returned
+    saved = Checkpoint.load(small_disk / "ck.pkl")
+    assert 0 < saved.done < 40
+    assert all(saved.output[i] == blob(i) for i in saved.results)

@@ -15,7 +15,7 @@ __all__ = [
     "BINARY",
     "LONGEST_SIBLING",
     "file_mode",
-    "keep_as_previous",
+    "keep_copy",
     "remove_leftovers",
     "replace_atomically",
 ]
@@ -64,19 +64,20 @@ def _temporary_path(path: str) -> str:
     return os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
 
 
-def keep_as_previous(path: str) -> str:
-    """Keep a copy of ``path`` as ``path + ".previous"``; ``path`` stays as it is.
+def keep_copy(path: str, suffix: str) -> str:
+    """Keep a copy of ``path`` as ``path + suffix``; ``path`` stays as it is.
 
-    A hard link where the file system has them (no bytes copied), a copy
-    otherwise; either way it replaces the previous ``.previous`` atomically.
+    A hard link where the file system has them (no bytes copied; ``path`` is
+    only ever replaced, never changed in place, while a copy is wanted), a
+    copy otherwise; either way it replaces an older copy atomically.
     """
-    previous, temp_path = path + ".previous", _temporary_path(path)
+    copy, temp_path = path + suffix, _temporary_path(path)
     try:
         os.link(path, temp_path)
     except OSError:
         shutil.copyfile(path, temp_path)
-    os.replace(temp_path, previous)
-    return previous
+    os.replace(temp_path, copy)
+    return copy
 
 
 def remove_leftovers(path: str) -> None:

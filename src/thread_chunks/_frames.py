@@ -8,12 +8,13 @@ self-checking, so a reader knows exactly which frames a crash cut short.
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
 import struct
 import zlib
-from collections.abc import Iterator
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import Any
 
 from ._pickling import PROTOCOL, dump
 
@@ -22,10 +23,11 @@ __all__ = [
     "Appender",
     "DamagedFrame",
     "Record",
+    "Scan",
     "decode_frame",
     "decode_record",
     "opening",
-    "read_frames",
+    "scan_frames",
     "write_at",
 ]
 
@@ -155,24 +157,74 @@ def decode_record(body: bytes | memoryview) -> Record:
         return index, written_at, None, f"{type(exc).__name__}: {exc}"
 
 
-def read_frames(file: IO[bytes]) -> Iterator[memoryview]:
-    """Yield the checked bodies of the intact frames from the current position on.
+@dataclass
+class Scan:
+    """What :func:`scan_frames` found in a file.
 
-    Stops at a frame cut short or failing its checksum (the tail of a write a
-    crash interrupted), leaving the file positioned at its start.
+    Attributes
+    ----------
+    bodies : list of bytes
+        The checked bodies of the intact frames, in order.
+    damaged : list of (int, int)
+        The byte ranges that are not intact frames but lie before one: damage
+        in the middle of the file.
+    end : int
+        Where the intact frames end: the place to append.
+    rest : bytes
+        What follows them: nothing, a finishing tail, a frame cut short.
+    tail_damaged : bool
+        Whether ``rest`` is none of these (set by whoever knows the tail).
     """
-    size = os.fstat(file.fileno()).st_size
+
+    bodies: list[bytes]
+    damaged: list[tuple[int, int]]
+    end: int
+    rest: bytes
+    tail_damaged: bool = False
+
+
+def scan_frames(data: bytes | mmap.mmap, offset: int) -> Scan:
+    """Find every intact frame of ``data`` from ``offset`` on.
+
+    Frames are self-delimiting and checksummed: past a damaged stretch, the
+    scan resynchronises on the next intact frame, so that one flipped bit
+    costs the frame it is in, not every frame after it.
+    """
+    bodies: list[bytes] = []
+    damaged: list[tuple[int, int]] = []
+    position = offset
     while True:
-        start = file.tell()
-        head = file.read(9)
-        if len(head) < 9 or head[:1] != pickle.BINBYTES8:
-            break
-        (length,) = struct.unpack_from("<Q", head, 1)
-        if not 4 <= length <= size - start - 9:
-            break  # a length the file cannot hold: damaged
-        try:
-            body = decode_frame(file.read(length))
-        except DamagedFrame:
-            break
-        yield body
-    file.seek(start)
+        end = _frame_end(data, position)
+        if end is None:
+            following = _next_frame(data, position + 1)
+            if following is None:
+                break
+            damaged.append((position, following))
+            position = following
+            continue
+        bodies.append(data[position + _HEAD.size : end])
+        position = end
+    return Scan(bodies, damaged, position, bytes(data[position:]))
+
+
+def _frame_end(data: bytes | mmap.mmap, position: int) -> int | None:
+    """Where the frame at ``position`` ends, if an intact frame is there."""
+    if data[position : position + 1] != pickle.BINBYTES8:
+        return None
+    if len(data) - position < _HEAD.size:
+        return None
+    _, length, crc = _HEAD.unpack_from(data, position)
+    end: int = position + 9 + length
+    if not 4 <= length <= len(data) - position - 9:
+        return None
+    if zlib.crc32(data[position + _HEAD.size : end]) != crc:
+        return None
+    return end
+
+
+def _next_frame(data: bytes | mmap.mmap, position: int) -> int | None:
+    while (found := data.find(pickle.BINBYTES8, position)) >= 0:
+        if _frame_end(data, found) is not None:
+            return found
+        position = found + 1
+    return None

@@ -22,6 +22,7 @@ here blocks: callers use worker threads.
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
 import time
@@ -29,10 +30,11 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from ._atomic import BINARY, replace_atomically
-from ._frames import META, Appender, Record, decode_record, read_frames, write_at
+from ._equality import same
+from ._frames import META, Appender, Record, Scan, decode_record, scan_frames, write_at
 from ._pickling import dumps
 
-__all__ = ["Journal", "read_journal", "write_snapshot"]
+__all__ = ["DamagedHeader", "Journal", "read_journal", "write_snapshot"]
 
 TAIL = pickle.TUPLE + pickle.REDUCE + pickle.STOP
 
@@ -104,6 +106,10 @@ class Journal:
         self._end = appender.offset
         return unpicklable
 
+    def deleted(self) -> bool:
+        """Whether the file was deleted (its directory too, maybe) since opened."""
+        return os.fstat(self._fd).st_nlink == 0
+
     def finish(self, arguments: dict[str, Any]) -> None:
         """Write the tail and the arguments, fsync and close: a plain pickle now."""
         try:
@@ -131,20 +137,49 @@ def write_snapshot(
     replace_atomically(path, write)
 
 
-def read_journal(file: IO[bytes], start: bytes) -> tuple[Any, list[Record], int] | None:
+class DamagedHeader(pickle.UnpicklingError):
+    """The first frame of a checkpoint, which says which run it belongs to, is
+    damaged or missing."""
+
+
+def read_journal(
+    file: IO[bytes], start: bytes
+) -> tuple[Any, list[Record], Scan] | None:
     """Read a file written by :class:`Journal` or :func:`write_snapshot`.
 
-    Returns ``(header, records, end)``: the unpickled header, the decoded
-    result frames in order, and where the valid frames end (where to append
-    next, cutting off the tail of a finished file). Stops quietly at a frame
-    that is incomplete or corrupt. Returns ``None`` unless the file opens with
-    ``start``.
+    Returns the unpickled header, the decoded result frames in order, and the
+    :class:`Scan` of the file (where the intact frames end, what is damaged).
+    Returns ``None`` unless the file opens with ``start``; raises
+    :class:`DamagedHeader` if the header is not intact.
     """
     if file.read(len(start)) != start:
         return None
-    frames = read_frames(file)
-    header = next(frames, None)
-    if header is None:
-        raise pickle.UnpicklingError("checkpoint file ends inside its header")
-    records = [decode_record(body) for body in frames]
-    return pickle.loads(header), records, file.tell()
+    size = os.fstat(file.fileno()).st_size
+    with mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) as data:
+        scan = scan_frames(data, len(start))
+    if scan.damaged and scan.damaged[0][0] == len(start):
+        raise DamagedHeader(
+            "the header of the checkpoint, which says which run it belongs to, "
+            "fails its checksum: the file is damaged there"
+        )
+    if not scan.bodies:
+        raise DamagedHeader("the checkpoint file ends inside its header")
+    header = pickle.loads(scan.bodies[0])
+    records = [decode_record(body) for body in scan.bodies[1:]]
+    scan.tail_damaged = not _clean_ending(scan.rest, header)
+    return header, records, scan
+
+
+def _clean_ending(rest: bytes, header: Any) -> bool:
+    """Whether ``rest`` is nothing, a frame cut short, or the header's tail."""
+    if not rest:
+        return True
+    if rest[:1] == pickle.BINBYTES8:  # a frame whose write a crash cut short
+        return len(rest) < 9 or len(rest) < 9 + int.from_bytes(rest[1:9], "little")
+    if not rest.startswith(TAIL):
+        return False
+    try:
+        arguments = pickle.loads(rest[len(TAIL) :])
+    except Exception:
+        return False
+    return same(arguments, header.arguments())

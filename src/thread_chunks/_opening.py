@@ -7,6 +7,7 @@ garbage) is renamed out of the way unread, because unpickling runs code.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Sequence
@@ -14,13 +15,19 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ._atomic import LONGEST_SIBLING, file_mode, keep_as_previous, remove_leftovers
+from ._atomic import LONGEST_SIBLING, file_mode, keep_copy, remove_leftovers
 from ._checkpoint import Checkpoint
+from ._frames import Scan
 from ._identity import FunctionIdentity
 from ._journal import Journal
 from ._saveable import read_checkpoint
 
-__all__ = ["open_checkpoint_file", "resolve_path"]
+__all__ = [
+    "create_journal",
+    "lock_checkpoint",
+    "open_checkpoint_file",
+    "resolve_path",
+]
 
 logger = logging.getLogger("thread_chunks")
 
@@ -66,15 +73,34 @@ def resolve_path(path: str) -> str:
 
 def open_checkpoint_file(
     path: str, function: FunctionIdentity, parameters: Sequence[Sequence[Any]]
-) -> tuple[Checkpoint, Journal, FileLock, list[str]]:
+) -> tuple[Checkpoint, Journal | None, FileLock | None, list[str]]:
     """Lock ``path``, then resume the checkpoint there or start a new one.
 
     Returns the checkpoint, its journal open for appending, the lock (held)
     and the warnings to give the user. Blocks: run it in a worker thread.
     Takes the checkpoint's lock first, so that two runs (in this process or
     another) never write the same file: the second fails before computing.
+    In a directory this process cannot write, a finished checkpoint of the
+    same run is still read, with no journal and no lock: nothing to write.
     """
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        lock = lock_checkpoint(path)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        return _read_only(path, function, parameters, exc), None, None, []
+    try:
+        remove_leftovers(path)
+        checkpoint, journal, messages = _resume_or_create(path, function, parameters)
+    except BaseException:
+        lock.release()
+        raise
+    return checkpoint, journal, lock, messages
+
+
+def lock_checkpoint(path: str) -> FileLock:
+    """Take the lock of the checkpoint at ``path``; fail at once if it is taken."""
     lock = FileLock(_lock_path(path), timeout=0, thread_local=False, mode=file_mode())
     try:
         lock.acquire()
@@ -83,13 +109,28 @@ def open_checkpoint_file(
             f"checkpoint {path!r} is being written by another run, in this process "
             "or another; give each run a path of its own"
         ) from None
-    try:
-        remove_leftovers(path)
-        checkpoint, journal, messages = _resume_or_create(path, function, parameters)
-    except BaseException:
-        lock.release()
-        raise
-    return checkpoint, journal, lock, messages
+    return lock
+
+
+def _read_only(
+    path: str,
+    function: FunctionIdentity,
+    parameters: Sequence[Sequence[Any]],
+    error: OSError,
+) -> Checkpoint:
+    """The finished checkpoint at ``path`` in a read-only directory, or ``error``."""
+    if os.path.exists(path) and _written_by_us(path):
+        old, _ = read_checkpoint(path, Checkpoint)
+        finished = old.done == len(parameters) and not old.unreadable
+        if finished and old.matches(function, parameters):
+            logger.info("read finished checkpoint %r (read-only directory)", path)
+            return old
+    error.add_note(
+        f"the checkpoint {path!r} cannot be written there; a finished checkpoint "
+        "of the same run could be read, but this run has calls to compute: "
+        "pass a path= in a directory you can write"
+    )
+    raise error
 
 
 def _lock_path(path: str) -> str:
@@ -108,7 +149,7 @@ def _resume_or_create(
         messages.append(_foreign_file_message(path, aside))
     elif os.path.exists(path):
         try:
-            old, end = read_checkpoint(path, Checkpoint)
+            old, scan = read_checkpoint(path, Checkpoint)
         except OSError:
             raise
         except Exception as exc:  # a damaged header, a class that is gone
@@ -120,30 +161,8 @@ def _resume_or_create(
             )
         else:
             if old.matches(function, parameters):
-                logger.info(
-                    "resuming from checkpoint %r: %d of %d calls already done",
-                    path,
-                    old.done,
-                    len(parameters),
-                )
-                if old.function is not None and old.function.code != function.code:
-                    logger.warning(
-                        "the code of %s changed since checkpoint %r was written; "
-                        "its saved results are kept, since the function's name "
-                        "and the parameters are the same: to compute every call "
-                        "again, delete the file or pass another path=",
-                        function.name,
-                        path,
-                    )
-                if old.unreadable:
-                    i, error = next(iter(old.unreadable.items()))
-                    messages.append(
-                        f"{len(old.unreadable)} saved results in {path!r} cannot be "
-                        f"loaded (call {i}: {error}); computing them again"
-                    )
-                old.path = path
-                assert end is not None  # a journal, since it opens like one
-                return old, Journal.reopen(path, end), messages
+                journal = _resume(path, old, scan, function, messages)
+                return old, journal, messages
             if old.function is not None and old.function.bound_error is not None:
                 logger.warning(
                     "what was bound to %s in checkpoint %r cannot be loaded (%s), "
@@ -152,7 +171,7 @@ def _resume_or_create(
                     path,
                     old.function.bound_error,
                 )
-            previous = keep_as_previous(path)  # one generation is kept
+            previous = keep_copy(path, ".previous")  # one generation is kept
             logger.warning(
                 "checkpoint %r was made for another function or other parameters: "
                 "replacing it, which drops its %d saved results (kept in %r until "
@@ -165,7 +184,7 @@ def _resume_or_create(
     checkpoint.function = function
     checkpoint.path = path
     try:
-        return checkpoint, _create(path, checkpoint), messages
+        return checkpoint, create_journal(path, checkpoint), messages
     except OSError:
         raise
     except Exception as exc:  # the parameters cannot be pickled
@@ -175,6 +194,56 @@ def _resume_or_create(
             f"recognise the run later, but they cannot be pickled ({exc}); pass "
             "picklable ones, or leave out path="
         ) from exc
+
+
+def _resume(
+    path: str,
+    old: Checkpoint,
+    scan: Scan | None,
+    function: FunctionIdentity,
+    messages: list[str],
+) -> Journal:
+    """Continue the checkpoint ``old``, read from ``path``; say what is amiss."""
+    logger.info(
+        "resuming from checkpoint %r: %d of %d calls already done",
+        path,
+        old.done,
+        len(old.parameters),
+    )
+    if old.function is not None and old.function.code != function.code:
+        logger.warning(
+            "the code of %s changed since checkpoint %r was written; its saved "
+            "results are kept, since the function's name and the parameters are "
+            "the same: to compute every call again, delete the file or pass "
+            "another path=",
+            function.name,
+            path,
+        )
+    if old.unreadable:
+        i, error = next(iter(old.unreadable.items()))
+        messages.append(
+            f"{len(old.unreadable)} saved results in {path!r} cannot be loaded "
+            f"(call {i}: {error}); computing them again"
+        )
+    old.path = path
+    assert scan is not None  # a journal, since it opens like one
+    if scan.damaged:
+        copy = keep_copy(path, ".damaged")
+        lost = sum(end - start for start, end in scan.damaged)
+        messages.append(
+            f"checkpoint {path!r} is damaged: {lost} bytes in {len(scan.damaged)} "
+            f"place(s) cannot be read. Kept a copy as {copy!r}, recovered the "
+            f"{old.done} results around the damage, and computing again the "
+            "calls whose results were there"
+        )
+        return create_journal(path, old)  # a clean file, with every recovered result
+    if scan.tail_damaged:
+        copy = keep_copy(path, ".damaged")
+        messages.append(
+            f"the end of checkpoint {path!r} is damaged or was cut short, after "
+            f"its last result: no result was lost; kept a copy as {copy!r}"
+        )
+    return Journal.reopen(path, scan.end)
 
 
 def _written_by_us(path: str) -> bool:
@@ -187,6 +256,12 @@ def _written_by_us(path: str) -> bool:
 def _foreign_file_message(path: str, aside: str) -> str:
     with open(aside, "rb") as file:
         start = file.read(256)
+    if b"Checkpoint._from_journal" in start:  # ours, with damaged first bytes
+        return (
+            f"checkpoint {path!r} is damaged in its first bytes, which say what "
+            f"the file is: moved it to {aside!r} without loading it and starting "
+            "afresh"
+        )
     if b"thread_chunks" in start and b"Checkpoint" in start:
         return (
             f"checkpoint {path!r} was written by thread-chunks 1.x (or is a plain "
@@ -201,7 +276,8 @@ def _foreign_file_message(path: str, aside: str) -> str:
     )
 
 
-def _create(path: str, checkpoint: Checkpoint) -> Journal:
+def create_journal(path: str, checkpoint: Checkpoint) -> Journal:
+    """Replace ``path`` atomically by a new journal whose header is ``checkpoint``."""
     return Journal.create(path, Checkpoint.file_opening(), checkpoint)
 
 

@@ -17,7 +17,7 @@ from typing import Any, Self, TypeVar
 
 from saveable_objects import SaveableObject
 
-from ._frames import Record, decode_frame, decode_record, opening
+from ._frames import Record, Scan, decode_frame, decode_record, opening
 from ._identity import FunctionIdentity
 from ._journal import read_journal, write_snapshot
 from ._pickling import dumps
@@ -171,11 +171,12 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
 
 def read_checkpoint(
     path: str, cls: type[C], strict_typing: bool = True
-) -> tuple[C, int | None]:
+) -> tuple[C, Scan | None]:
     """Read the checkpoint file at ``path`` with every result saved in it.
 
-    Returns the checkpoint and the offset where new records may be appended,
-    or ``None`` for a file in another format (a plain pickle of a checkpoint).
+    Returns the checkpoint and the :class:`Scan` of the file (where new frames
+    go, what is damaged), or ``None`` for a file in another format (a plain
+    pickle of a checkpoint).
     """
     with open(path, "rb") as file:
         journal = read_journal(file, cls.file_opening())
@@ -183,11 +184,11 @@ def read_checkpoint(
             file.seek(0)
             checkpoint: C = cls._load(file, None, strict_typing)
             return checkpoint, None
-    header, records, end = journal
+    header, records, scan = journal
     if strict_typing and not isinstance(header, cls):
         raise TypeError(
             f"{path!r} holds a {type(header).__name__}, not a {cls.__name__}"
         )
     for record in records:
         header.apply_record(record)
-    return header, end
+    return header, scan

@@ -24,7 +24,7 @@ from ._checkpoint import Checkpoint, CheckpointFailedWarning
 from ._identity import FunctionIdentity
 from ._journal import Journal
 from ._notices import Notices
-from ._opening import open_checkpoint_file
+from ._opening import lock_checkpoint, open_checkpoint_file
 
 __all__ = ["MIN_WRITE_GAP", "CheckpointStore"]
 
@@ -44,8 +44,8 @@ class CheckpointStore:
     def __init__(
         self,
         checkpoint: Checkpoint,
-        journal: Journal,
-        lock: FileLock,
+        journal: Journal | None,
+        lock: FileLock | None,
         checkpoint_every: float,
         notices: Notices,
     ) -> None:
@@ -102,7 +102,11 @@ class CheckpointStore:
 
         On leaving, however the body ends (error, cancellation), every queued
         result is written and the file finished, shielded from cancellation.
+        A finished checkpoint opened read-only has nothing to write.
         """
+        if self._journal is None:
+            yield
+            return
         try:
             async with self._write_lock, anyio.create_task_group() as task_group:
                 task_group.start_soon(self._run_writer)
@@ -142,7 +146,10 @@ class CheckpointStore:
             self._queued_indices, self._queued_results = [], []
         if not indices:
             return
+        assert self._journal is not None
         try:
+            if self._journal.deleted():
+                self._write_again()
             unpicklable = self._journal.append(indices, results)
         except OSError as exc:
             with self._queue_lock:  # keep them: the next write retries them
@@ -154,6 +161,10 @@ class CheckpointStore:
                 "results are kept in memory and the write will be retried",
             )
             return
+        saved = dict(zip(indices, results, strict=True))
+        for i in unpicklable:
+            del saved[i]
+        self._checkpoint.apply(saved)  # to write it all again if it is deleted
         if unpicklable:
             self._notify(
                 "pickle",
@@ -162,8 +173,27 @@ class CheckpointStore:
                 "result); it is still returned, but a rerun will compute it again",
             )
 
+    def _write_again(self) -> None:
+        """Write the checkpoint anew, with every result so far: it was deleted."""
+        assert self._journal is not None
+        assert self._file_lock is not None
+        path = self._journal.path
+        self._journal.close()
+        self._journal = Journal.create(
+            path, Checkpoint.file_opening(), self._checkpoint
+        )
+        self._file_lock.release()
+        self._file_lock = lock_checkpoint(path)
+        self._notify(
+            "deleted",
+            f"checkpoint {path!r} was deleted during the run (its directory "
+            "too, maybe): wrote it again, with every result so far",
+        )
+
     def _finish(self) -> None:
         """Write what is left and finish the file, in a worker thread."""
+        assert self._journal is not None
+        assert self._file_lock is not None
         try:
             self._write_queued()
         finally:
