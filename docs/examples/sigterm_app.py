@@ -20,8 +20,8 @@ async def main():
                     task_group.cancel_scope.cancel()
 
         task_group.start_soon(stop_on_sigterm)
-        print(await achunk(square, [[x] for x in range(5)], path="app.pkl",
-                           progress_bar=False))
+        parameters = [[x] for x in range(5)]
+        print(await achunk(square, parameters, path="app.pkl", progress_bar=False))
         task_group.cancel_scope.cancel()  # done: stop listening
 
 
