@@ -16,6 +16,7 @@ from ._checkpoint import CheckpointFailedWarning as CheckpointFailedWarning
 from ._chunker import Chunker as Chunker
 from ._config import config as config
 from ._core import achunk as achunk
+from ._failure import CallFailure as CallFailure
 from ._signals import ignore_sigint as ignore_sigint
 from ._sync import chunk as chunk
 
@@ -23,6 +24,7 @@ __version__ = "2.0.0.dev0"
 
 # Public objects say where users import them from (like trio does).
 for _obj in (
+    CallFailure,
     Checkpoint,
     CheckpointFailedWarning,
     Chunker,
@@ -47,6 +49,7 @@ def __getattr__(name: str) -> _Any:
 
 
 __all__ = [
+    "CallFailure",
     "Checkpoint",
     "CheckpointFailedWarning",
     "Chunker",

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._equality import same_parameters
+from ._failure import CallFailure
 from ._identity import FunctionIdentity, identify
 from ._saveable import SaveableCheckpoint
 
@@ -69,6 +70,9 @@ class Checkpoint(SaveableCheckpoint):
     unreadable : dict
         The calls whose saved result could not be loaded, with the error: they
         count as not done, and a rerun computes them again.
+    failures : dict
+        The calls that failed, each with its :class:`CallFailure`, kept until
+        the call succeeds.
 
     Raises
     ------
@@ -121,6 +125,7 @@ class Checkpoint(SaveableCheckpoint):
         self.results: dict[int, Any] = {i: output[i] for i in range(n) if completed[i]}
         self.index = max(self.results, default=-1) + 1 if index is None else index
         self.unreadable: dict[int, str] = {}
+        self.failures: dict[int, CallFailure] = {}
         self.function: FunctionIdentity | None = None
         super().__init__(None if path is None else os.fspath(path))
 
@@ -185,6 +190,8 @@ class Checkpoint(SaveableCheckpoint):
         ([None, 'b', None], 2)
         """
         self.results.update(results)
+        for i in results:
+            self.failures.pop(i, None)
         if results:
             self.index = max(self.index, max(results) + 1)
 

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import logging
-import reprlib
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from concurrent.futures import Executor
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar, Unpack, overload
 
 import anyio
 import anyio.to_thread
 
-from ._actors import LabelledActor
 from ._errors import unwrapped_exception_groups
-from ._executor import call_in_executor, opened_executor
+from ._executor import opened_executor
 from ._notices import Notices
 from ._options import Options, OptionsDict
 from ._plan import Plan, make_plan
 from ._progress import open_progress_bar
-from ._ray import call_ray_actor
 from ._signatures import takes_options
 from ._store import CheckpointStore
+from ._workers import Emit, Workers
 
 __all__ = ["achunk", "drive", "run_plan", "run_plan_captured"]
 
@@ -124,8 +121,12 @@ async def run_plan_captured(plan: Plan, notices: Notices) -> list[Any] | BaseExc
         notices.end()
 
 
-async def run_plan(plan: Plan, notices: Notices) -> list[Any]:
-    """Run a checked :class:`Plan` and return its outputs in order."""
+async def run_plan(plan: Plan, notices: Notices, emit: Emit | None = None) -> list[Any]:
+    """Run a checked :class:`Plan` and return its outputs in order.
+
+    ``emit`` sees each result as it comes: first those of earlier runs, then
+    each new one as its call completes.
+    """
     n = len(plan.parameters)
     if n == 0:
         return []
@@ -145,6 +146,8 @@ async def run_plan(plan: Plan, notices: Notices) -> list[Any]:
             await stack.enter_async_context(store.running())
             for i, result in store.results.items():
                 outputs[i] = result
+                if emit is not None:
+                    emit(i, result)
         done = set() if store is None else set(store.results)
         bar = _progress(plan, len(done))
         if bar is not None:
@@ -152,12 +155,12 @@ async def run_plan(plan: Plan, notices: Notices) -> list[Any]:
         executor = await stack.enter_async_context(
             opened_executor(plan.executor, plan.chunk_size)
         )
-        runner = _Runner(plan, outputs, store, executor)
+        workers = Workers(plan, outputs, store, executor, emit)
         todo = (i for i in range(n) if i not in done)
         async with anyio.create_task_group() as task_group:
             for actor in plan.actors[: n - len(done)]:
-                task_group.start_soon(runner.work, actor, todo, bar)
-    runner.raise_first_failure()
+                task_group.start_soon(workers.work, actor, todo, bar)
+    workers.raise_failures()
     return outputs
 
 
@@ -170,71 +173,3 @@ def _progress(plan: Plan, already_done: int) -> Any:
     return open_progress_bar(
         len(plan.parameters), already_done, description, plan.progress_bar
     )
-
-
-class _Runner:
-    """The state shared by the worker tasks of one run."""
-
-    def __init__(
-        self,
-        plan: Plan,
-        outputs: list[Any],
-        store: CheckpointStore | None,
-        executor: Executor | None,
-    ) -> None:
-        self.plan = plan
-        self.outputs = outputs
-        self.store = store
-        self.executor = executor
-        self.limiter = anyio.CapacityLimiter(plan.chunk_size)
-        self.failures: list[tuple[int, BaseException]] = []
-
-    async def work(self, actor: LabelledActor, todo: Iterable[int], bar: Any) -> None:
-        """Take the next index from the shared ``todo`` until none is left."""
-        parameters, outputs, store = self.plan.parameters, self.outputs, self.store
-        for i in todo:
-            if self.failures:
-                return
-            try:
-                result = await self._call(actor, i, parameters[i])
-            except anyio.get_cancelled_exc_class():
-                raise
-            except BaseException as exc:  # SystemExit too: stop, save, raise
-                self.failures.append((i, exc))
-                return
-            outputs[i] = result
-            if store is not None:
-                store.record(i, result)
-            if bar is not None:
-                bar.update()
-
-    async def _call(self, actor: Any, i: int, args: Sequence[Any]) -> Any:
-        if self.plan.on_ray:
-            async with self.limiter:
-                return await call_ray_actor(actor, i, args)
-        if self.executor is not None:
-            async with self.limiter:
-                return await call_in_executor(self.executor, actor.get_func(), args)
-        if not self.plan.is_async:
-            _, result = await anyio.to_thread.run_sync(
-                actor.run, i, *args, limiter=self.limiter
-            )
-            return result
-        async with self.limiter:
-            # Unlike a thread, a coroutine can be cancelled: it has no result yet.
-            _, coroutine = actor.run(i, *args)
-            return await coroutine
-
-    def raise_first_failure(self) -> None:
-        """Raise the first exception a call raised, noting which call it was."""
-        if not self.failures:
-            return
-        i, exc = self.failures[0]
-        exc.add_note(
-            f"raised by call {i}: {self.plan.func_name}(*parameters[{i}]) with "
-            f"parameters[{i}] = {reprlib.repr(self.plan.parameters[i])}"
-        )
-        for j, other in self.failures:
-            if other is not exc:
-                exc.add_note(f"call {j} failed too: {type(other).__name__}: {other}")
-        raise exc

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypedDict, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from ._actors import LabelledActor
 from ._ray import is_ray_actor
@@ -100,6 +100,40 @@ class Options:
         ),
     )
 
+    errors: Literal["raise", "defer", "return"] = field(
+        default="raise",
+        metadata=_doc(
+            "{'raise', 'defer', 'return'}, optional",
+            "What a failing call does to the run. ``'raise'`` (the default) "
+            "stops starting calls, lets the running ones finish, saves, and "
+            "raises the first exception. ``'defer'`` runs every call, then "
+            "raises an ``ExceptionGroup`` of the failures (``except*`` works). "
+            "``'return'`` runs every call and puts each failed call's exception "
+            "in its place in the results. A failed call is never saved as "
+            "done: a rerun computes it again."
+            "\n\n.. versionadded:: 2.0",
+        ),
+    )
+    retries: int = field(
+        default=0,
+        metadata=_doc(
+            "int, optional",
+            "How many more times a call that raises is tried before it counts "
+            "as failed. The call keeps its place among the ``chunk_size`` "
+            "running calls while it waits."
+            "\n\n.. versionadded:: 2.0",
+        ),
+    )
+    retry_delay: float = field(
+        default=0.1,
+        metadata=_doc(
+            "float, optional",
+            "Seconds before the first retry, doubled at each further one, "
+            "with some jitter. Cancellation and Ctrl-C cut the wait short."
+            "\n\n.. versionadded:: 2.0",
+        ),
+    )
+
     def __post_init__(self) -> None:
         _check_actors(self.actors)
         if self.chunk_size is not None:
@@ -119,6 +153,19 @@ class Options:
             )
         if not every >= 0 or math.isinf(every):
             raise ValueError(f"checkpoint_every must be >= 0 and finite, got {every}")
+        if self.errors not in ("raise", "defer", "return"):
+            raise ValueError(
+                f"errors must be 'raise', 'defer' or 'return', got {self.errors!r}"
+            )
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool):
+            raise TypeError(f"retries must be an int >= 0, got {self.retries!r}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        delay = self.retry_delay
+        if not isinstance(delay, int | float) or isinstance(delay, bool):
+            raise TypeError(f"retry_delay must be a number of seconds, got {delay!r}")
+        if not delay >= 0 or math.isinf(delay):
+            raise ValueError(f"retry_delay must be >= 0 and finite, got {delay}")
 
     def merged(self, overrides: Mapping[str, Any]) -> Options:
         """Return a copy with the options in ``overrides`` that are not ``None``."""
@@ -142,6 +189,9 @@ class NewOptions(TypedDict, total=False):
 
     checkpoint_every: float
     executor: Executor | str | None
+    errors: Literal["raise", "defer", "return"]
+    retries: int
+    retry_delay: float
 
 
 class OptionsDict(LegacyOptions, NewOptions, total=False):

@@ -33,6 +33,9 @@ class Plan:
     checkpoint_every: float
     executor: Executor | str | None = None
     on_ray: bool = False
+    errors: str = "raise"
+    retries: int = 0
+    retry_delay: float = 0.1
     """Whether the actors are Ray actor handles rather than LabelledActors."""
 
     @property
@@ -114,6 +117,9 @@ def make_plan(
         checkpoint_every=float(options.checkpoint_every),
         executor=executor,
         on_ray=on_ray,
+        errors=options.errors,
+        retries=options.retries,
+        retry_delay=float(options.retry_delay),
     )
     # Only now that every argument is good: give the actors the new function.
     if func is not None and on_ray:

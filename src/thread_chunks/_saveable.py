@@ -17,6 +17,7 @@ from typing import Any, Self, TypeVar
 
 from saveable_objects import SaveableObject
 
+from ._failure import CallFailure
 from ._frames import Record, Scan, decode_frame, decode_record, opening
 from ._identity import FunctionIdentity
 from ._journal import read_journal, write_snapshot
@@ -31,6 +32,7 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
     """The ``saveable_objects`` side of :class:`~thread_chunks.Checkpoint`."""
 
     results: dict[int, Any]
+    failures: dict[int, Any]
     function: FunctionIdentity | None
     unreadable: dict[int, str]
     """The calls whose saved result could not be loaded: index to the error."""
@@ -109,7 +111,10 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
     def apply_record(self, record: Record) -> None:
         """Add the result of one journal frame, or note why it cannot be loaded."""
         index, _, result, error = record
-        if error is None:
+        if index < 0:  # a failure of call -index - 1, as plain data
+            if error is None:
+                self.failures[-index - 1] = CallFailure(*result)
+        elif error is None:
             self.apply({index: result})
         else:
             self.unreadable[index] = error
@@ -158,7 +163,7 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
             output, completed = state.pop("output"), state.pop("completed")
             state.pop("done", None)  # derived from the results now
             results = {i: output[i] for i, done in enumerate(completed) if done}
-            self.__dict__.update(state, results=results, function=None)
+            self.__dict__.update(state, results=results, function=None, failures={})
             return
         blobs = state.pop("results")
         function = state.pop("function", None)

@@ -21,6 +21,7 @@ import anyio.to_thread
 from filelock import FileLock
 
 from ._checkpoint import Checkpoint, CheckpointFailedWarning
+from ._failure import CallFailure
 from ._identity import FunctionIdentity
 from ._journal import Journal
 from ._notices import Notices
@@ -96,6 +97,10 @@ class CheckpointStore:
             self._queued_results.append(result)
         self._wakeup.set()
 
+    def record_failure(self, index: int, failure: CallFailure) -> None:
+        """Queue the failure of call ``index``: kept until the call succeeds."""
+        self.record(-index - 1, tuple(failure))  # plain data, as the file keeps it
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Write queued results in the background while the body runs.
@@ -164,7 +169,11 @@ class CheckpointStore:
         saved = dict(zip(indices, results, strict=True))
         for i in unpicklable:
             del saved[i]
-        self._checkpoint.apply(saved)  # to write it all again if it is deleted
+        # Kept, to write it all again if the file is deleted.
+        self._checkpoint.failures.update(
+            {-i - 1: CallFailure(*failure) for i, failure in saved.items() if i < 0}
+        )
+        self._checkpoint.apply({i: result for i, result in saved.items() if i >= 0})
         if unpicklable:
             self._notify(
                 "pickle",
