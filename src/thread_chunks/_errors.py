@@ -18,6 +18,8 @@ def unwrapped_exception_groups() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
+        if type(group) not in (BaseExceptionGroup, ExceptionGroup):
+            raise  # a group of our own making, such as errors="defer"'s
         exc: BaseException = group
         while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
             exc = exc.exceptions[0]

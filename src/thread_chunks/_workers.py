@@ -23,11 +23,15 @@ from ._plan import Plan
 from ._ray import call_ray_actor
 from ._store import CheckpointStore
 
-__all__ = ["Emit", "Workers"]
+__all__ = ["CallsFailed", "Emit", "Workers"]
 
 Emit = Callable[[int, Any], None]
 """Called on the event loop with ``(index, result)`` as each call completes
 (``(index, exception)`` for a failure, with ``errors="return"``)."""
+
+
+class CallsFailed(ExceptionGroup[Exception]):
+    """The failures of a run with ``errors="defer"``: never unwrapped."""
 
 
 class Workers:
@@ -136,7 +140,7 @@ class Workers:
         if self.deferred:
             n = len(self.plan.parameters)
             failed = sorted(self.deferred, key=lambda pair: pair[0])
-            raise ExceptionGroup(
+            raise CallsFailed(
                 f"{len(failed)} of {n} calls failed; every other result is "
                 "saved, and a rerun computes only the failed ones",
                 [exc for _, exc in failed],

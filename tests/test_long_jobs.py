@@ -1,0 +1,202 @@
+"""Long jobs: errors=, retries=, streaming results, inspecting a checkpoint."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests import engines
+from tests.helpers import Spy
+from thread_chunks import Checkpoint, achunk, chunk
+
+
+def fails_at_3(x: int) -> int:
+    if x == 3:
+        raise ValueError(f"bad input {x}")
+    return x * 10
+
+
+PARAMS = [[x] for x in range(20)]
+
+
+@pytest.mark.anyio
+async def test_defer_runs_every_call_then_raises_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    with pytest.raises(ExceptionGroup) as info:
+        await achunk(fails_at_3, PARAMS, errors="defer", progress_bar=False, path=path)
+    group = info.value
+    assert str(group).startswith("1 of 20 calls failed")
+    (exc,) = group.exceptions
+    assert isinstance(exc, ValueError)
+    assert exc.__notes__ == ["raised by call 3: fails_at_3(*parameters[3]) with "
+                             "parameters[3] = [3]"]  # fmt: skip
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.done == 19
+    assert not checkpoint.completed[3]
+    failure = checkpoint.failures[3]
+    assert (failure.exception_type, failure.message, failure.attempts) == (
+        "ValueError",
+        "bad input 3",
+        1,
+    )
+    assert "fails_at_3" in failure.traceback
+
+
+def test_except_star_catches_the_deferred_failures() -> None:
+    caught: list[BaseException] = []
+    try:
+        chunk(fails_at_3, PARAMS, errors="defer", progress_bar=False)
+    except* ValueError as group:
+        caught.extend(group.exceptions)
+    assert [str(e) for e in caught] == ["bad input 3"]
+
+
+def test_a_rerun_after_defer_computes_exactly_the_failed_call(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    with pytest.raises(ExceptionGroup):
+        chunk(fails_at_3, PARAMS, errors="defer", progress_bar=False, path=path)
+    calls: list[int] = []
+
+    def fixed(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    fixed.__qualname__ = fails_at_3.__qualname__
+    out = chunk(fixed, PARAMS, errors="defer", progress_bar=False, path=path)
+    assert out == [x * 10 for x in range(20)]
+    assert calls == [3]
+    assert Checkpoint.load(path).failures == {}  # kept until the call succeeds
+
+
+@pytest.mark.anyio
+async def test_return_puts_each_exception_in_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    out = await achunk(fails_at_3, PARAMS, errors="return", progress_bar=False,
+                       path=path)  # fmt: skip
+    assert isinstance(out[3], ValueError)
+    assert out[:3] + out[4:] == [x * 10 for x in range(20) if x != 3]
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.completed[3] is False
+    assert list(checkpoint.failures) == [3]
+
+
+def test_raise_stays_the_default_and_records_the_failure(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    with pytest.raises(ValueError, match="bad input 3"):
+        chunk(fails_at_3, PARAMS, chunk_size=1, progress_bar=False, path=path)
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.completed[:3] == [True] * 3
+    assert checkpoint.done == 3
+    assert list(checkpoint.failures) == [3]
+
+
+def test_errors_on_a_process_pool(tmp_path: Path) -> None:
+    params = [[x, 2] for x in range(5)]
+    with ProcessPoolExecutor(2) as pool:
+        out = chunk(engines.fail_on, params, errors="return", executor=pool,
+                    progress_bar=False, path=tmp_path / "ck.pkl")  # fmt: skip
+    assert out[:2] == [0, 1]
+    assert isinstance(out[2], ValueError)
+    assert Checkpoint.load(tmp_path / "ck.pkl").failures[2].message == "bad input 2"
+
+
+class Flaky:
+    """Fails ``failures`` times per argument, then works; counts every attempt."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, x: int) -> int:
+        with self.lock:
+            self.attempts[x] = self.attempts.get(x, 0) + 1
+            attempt = self.attempts[x]
+        if attempt <= self.failures:
+            raise ConnectionError(f"attempt {attempt} of {x}")
+        return x
+
+
+def test_retries_try_a_flaky_call_again() -> None:
+    flaky = Flaky(failures=2)
+    out = chunk(flaky, [[x] for x in range(4)], retries=2, retry_delay=0,
+                progress_bar=False)  # fmt: skip
+    assert out == [0, 1, 2, 3]
+    assert flaky.attempts == {0: 3, 1: 3, 2: 3, 3: 3}
+
+
+def test_a_call_that_always_fails_is_tried_retries_plus_one_times(
+    tmp_path: Path,
+) -> None:
+    flaky = Flaky(failures=100)
+    path = tmp_path / "ck.pkl"
+    out = chunk(flaky, [[0], [1]], retries=3, retry_delay=0, errors="return",
+                progress_bar=False, path=path)  # fmt: skip
+    assert [str(e) for e in out] == ["attempt 4 of 0", "attempt 4 of 1"]
+    assert flaky.attempts == {0: 4, 1: 4}
+    assert Checkpoint.load(path).failures[0].attempts == 4
+
+
+def test_retries_never_run_more_than_chunk_size_calls() -> None:
+    spy = Spy()
+
+    def sometimes(x: int) -> int:
+        with spy:
+            threading.Event().wait(0.002)
+            if x % 2:
+                raise OSError("flaky")
+        return x
+
+    out = chunk(sometimes, [[x] for x in range(12)], chunk_size=3, retries=2,
+                retry_delay=0.001, errors="return", progress_bar=False)  # fmt: skip
+    assert spy.peak <= 3
+    assert [x for x in out if isinstance(x, int)] == [0, 2, 4, 6, 8, 10]
+
+
+@pytest.mark.anyio
+async def test_cancelling_during_a_retry_delay_stops_at_once() -> None:
+    failed = anyio.Event()
+
+    async def fails(x: int) -> int:
+        failed.set()
+        raise ConnectionError("rate limited")
+
+    with anyio.fail_after(10):  # the delay is an hour
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(
+                    lambda: achunk(
+                        fails, [[1]], retries=5, retry_delay=3600, progress_bar=False
+                    )
+                )
+                await failed.wait()
+                scope.cancel()
+    assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"errors": "ignore"}, ValueError, "errors must be 'raise', 'defer' or"),
+        ({"retries": True}, TypeError, "retries must be an int >= 0, got True"),
+        ({"retries": 1.0}, TypeError, "retries must be an int >= 0"),
+        ({"retries": -1}, ValueError, "retries must be >= 0, got -1"),
+        ({"retry_delay": "1"}, TypeError, "retry_delay must be a number"),
+        ({"retry_delay": -1}, ValueError, "retry_delay must be >= 0 and finite"),
+        ({"retry_delay": float("inf")}, ValueError, "retry_delay must be >= 0"),
+        ({"retry_delay": float("nan")}, ValueError, "retry_delay must be >= 0"),
+    ],
+)
+def test_bad_long_job_options(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    def never(x: int) -> int:
+        raise AssertionError("called")
+
+    with pytest.raises(error, match=message):
+        chunk(never, [[1]], progress_bar=False, **kwargs)
