@@ -86,6 +86,11 @@ def main(
     }
     if runner == "chunk":
         chunk(work, parameters, **options)
+    elif runner == "iter":
+        from thread_chunks import chunk_iter
+
+        for _ in chunk_iter(work, parameters, **options):
+            pass
     elif runner == "processes":
         func = partial(process_work, log_path, delay)
         chunk(func, parameters, executor="processes", **options)

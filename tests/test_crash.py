@@ -103,7 +103,7 @@ def test_sigkill_at_a_random_instant_loses_no_committed_result(
     check_resume(tmp_path, child, n)
 
 
-@pytest.mark.parametrize("runner", ["chunk", "asyncio", "trio"])
+@pytest.mark.parametrize("runner", ["chunk", "asyncio", "trio", "iter"])
 def test_sigint_lets_running_calls_finish_then_exits(
     tmp_path: Path, runner: str
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tests import engines
 from tests.helpers import Spy
-from thread_chunks import Checkpoint, achunk, chunk
+from thread_chunks import Checkpoint, achunk, achunk_iter, chunk, chunk_iter
 
 
 def fails_at_3(x: int) -> int:
@@ -200,3 +200,97 @@ def test_bad_long_job_options(
 
     with pytest.raises(error, match=message):
         chunk(never, [[1]], progress_bar=False, **kwargs)
+
+
+def test_chunk_iter_yields_saved_results_first_then_as_calls_complete(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ck.pkl"
+    chunk(fails_at_3, PARAMS[:3], progress_bar=False, path=path)  # a shorter run
+    # The same parameters as that run, then more: a new run, all computed.
+    order = [i for i, _ in chunk_iter(fails_at_3, PARAMS[:3], progress_bar=False,
+                                      path=path)]  # fmt: skip
+    assert sorted(order) == [0, 1, 2]
+    gate = [threading.Event() for _ in range(4)]
+
+    def ordered(x: int) -> int:
+        if x < 3:
+            assert gate[x].wait(timeout=10)  # call x waits for call x + 1
+        gate[x - 1].set() if x > 0 else None
+        return x * 10
+
+    ordered.__qualname__ = fails_at_3.__qualname__
+    pairs = list(chunk_iter(ordered, PARAMS[:4], chunk_size=4, progress_bar=False))
+    assert [i for i, _ in pairs] == [3, 2, 1, 0]  # completion order
+    assert sorted(pairs) == [(i, i * 10) for i in range(4)]
+
+
+def test_resumed_results_come_first(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    with pytest.raises(ValueError, match="bad input 3"):
+        chunk(fails_at_3, PARAMS[:6], chunk_size=1, progress_bar=False, path=path)
+    pairs = list(chunk_iter(fails_at_3, PARAMS[:6], errors="return",
+                            progress_bar=False, path=path))  # fmt: skip
+    assert [i for i, _ in pairs[:3]] == [0, 1, 2]  # from the checkpoint, at once
+    failed = dict(pairs)[3]
+    assert isinstance(failed, ValueError)
+
+
+def test_leaving_chunk_iter_early_saves_and_leaves_no_thread(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    before = set(threading.enumerate())
+    seen = []
+    for i, result in chunk_iter(fails_at_3, PARAMS[4:], chunk_size=2,
+                                progress_bar=False, path=path):  # fmt: skip
+        seen.append((i, result))
+        if len(seen) == 3:
+            break
+    assert set(threading.enumerate()) <= before
+    checkpoint = Checkpoint.load(path)
+    assert {i for i, _ in seen} <= set(checkpoint.results)
+    calls: list[int] = []
+
+    def fixed(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    fixed.__qualname__ = fails_at_3.__qualname__
+    chunk(fixed, PARAMS[4:], progress_bar=False, path=path)
+    assert len(calls) == 16 - checkpoint.done  # the rerun resumed
+
+
+def test_chunk_iter_checks_its_arguments_at_once() -> None:
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        chunk_iter(abs, [[1]], chunk_size=0)
+
+
+@pytest.mark.anyio
+async def test_achunk_iter_streams_and_stops_when_left(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    async with achunk_iter(fails_at_3, PARAMS[:3], progress_bar=False,
+                           path=path) as results:  # fmt: skip
+        assert sorted([pair async for pair in results]) == [(0, 0), (1, 10), (2, 20)]
+    seen = []
+    async with achunk_iter(fails_at_3, PARAMS[4:], chunk_size=2, progress_bar=False,
+                           path=tmp_path / "b.pkl") as results:  # fmt: skip
+        async for pair in results:
+            seen.append(pair)
+            if len(seen) == 2:
+                break
+    assert {i for i, _ in seen} <= set(Checkpoint.load(tmp_path / "b.pkl").results)
+
+
+@pytest.mark.anyio
+async def test_achunk_iter_raises_the_run_error_when_left() -> None:
+    seen: list[int] = []
+
+    async def drain() -> None:
+        async with achunk_iter(
+            fails_at_3, PARAMS, chunk_size=1, progress_bar=False
+        ) as results:
+            async for i, _ in results:
+                seen.append(i)
+
+    with pytest.raises(ValueError, match="bad input 3"):
+        await drain()
+    assert seen == [0, 1, 2]

@@ -18,6 +18,8 @@ from ._config import config as config
 from ._core import achunk as achunk
 from ._failure import CallFailure as CallFailure
 from ._signals import ignore_sigint as ignore_sigint
+from ._streaming import achunk_iter as achunk_iter
+from ._streaming import chunk_iter as chunk_iter
 from ._sync import chunk as chunk
 
 __version__ = "2.0.0.dev0"
@@ -30,7 +32,9 @@ for _obj in (
     Chunker,
     LabelledActor,
     achunk,
+    achunk_iter,
     chunk,
+    chunk_iter,
     ignore_sigint,
 ):
     _obj.__module__ = __name__
@@ -56,7 +60,9 @@ __all__ = [
     "LabelledActor",
     "__version__",
     "achunk",
+    "achunk_iter",
     "chunk",
+    "chunk_iter",
     "config",
     "ignore_sigint",
 ]

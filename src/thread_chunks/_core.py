@@ -102,7 +102,9 @@ async def drive(plan: Plan) -> list[Any]:
     return outcome[0]
 
 
-async def run_plan_captured(plan: Plan, notices: Notices) -> list[Any] | BaseException:
+async def run_plan_captured(
+    plan: Plan, notices: Notices, emit: Emit | None = None
+) -> list[Any] | BaseException:
     """Run ``plan``; return its outputs, or the exception it raised.
 
     A ``KeyboardInterrupt`` or ``SystemExit`` that escapes a task stops an
@@ -112,7 +114,7 @@ async def run_plan_captured(plan: Plan, notices: Notices) -> list[Any] | BaseExc
     ``notices`` however the run ends.
     """
     try:
-        return await run_plan(plan, notices)
+        return await run_plan(plan, notices, emit)
     except anyio.get_cancelled_exc_class():
         raise
     except BaseException as exc:
