@@ -24,7 +24,8 @@ N = 8
 def build_journal(path: Path) -> list[tuple[int, set[int]]]:
     """Write a journal record by record; return (file size, saved calls) after each."""
     header = Checkpoint("f", [[i] for i in range(N)])
-    journal = Journal.create(str(path), Checkpoint.file_opening(), header)
+    opening = Checkpoint.file_opening()
+    journal = Journal.create(str(path), opening, header.summary(), header)
     sizes = [(path.stat().st_size, set())]
     saved: set[int] = set()
     for batch in ([0, 1], [2], [3, 4, 5], [6]):

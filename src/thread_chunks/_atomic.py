@@ -67,9 +67,10 @@ def _temporary_path(path: str) -> str:
 def keep_copy(path: str, suffix: str) -> str:
     """Keep a copy of ``path`` as ``path + suffix``; ``path`` stays as it is.
 
-    A hard link where the file system has them (no bytes copied; ``path`` is
-    only ever replaced, never changed in place, while a copy is wanted), a
-    copy otherwise; either way it replaces an older copy atomically.
+    A hard link where the file system has them (no bytes copied), a copy
+    otherwise; either way it replaces an older copy atomically. The caller
+    must then replace ``path`` rather than change it in place, or the link
+    would change too.
     """
     copy, temp_path = path + suffix, _temporary_path(path)
     try:

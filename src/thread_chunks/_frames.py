@@ -19,6 +19,7 @@ from typing import Any
 from ._pickling import PROTOCOL, dump
 
 __all__ = [
+    "FRAME_HEAD_SIZE",
     "META",
     "Appender",
     "DamagedFrame",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 _HEAD = struct.Struct("<cQI")  # BINBYTES8, payload length, crc32 of the body
+FRAME_HEAD_SIZE = _HEAD.size
 META = struct.Struct("<qd")  # a result's index and the time it was written
 _DIRECT = 1 << 16  # writes at least this long skip the buffer
 Record = tuple[int, float, Any, str | None]
@@ -165,6 +167,8 @@ class Scan:
     ----------
     bodies : list of bytes
         The checked bodies of the intact frames, in order.
+    offsets : list of int
+        Where each of those frames begins.
     damaged : list of (int, int)
         The byte ranges that are not intact frames but lie before one: damage
         in the middle of the file.
@@ -177,6 +181,7 @@ class Scan:
     """
 
     bodies: list[bytes]
+    offsets: list[int]
     damaged: list[tuple[int, int]]
     end: int
     rest: bytes
@@ -191,6 +196,7 @@ def scan_frames(data: bytes | mmap.mmap, offset: int) -> Scan:
     costs the frame it is in, not every frame after it.
     """
     bodies: list[bytes] = []
+    offsets: list[int] = []
     damaged: list[tuple[int, int]] = []
     position = offset
     while True:
@@ -203,8 +209,9 @@ def scan_frames(data: bytes | mmap.mmap, offset: int) -> Scan:
             position = following
             continue
         bodies.append(data[position + _HEAD.size : end])
+        offsets.append(position)
         position = end
-    return Scan(bodies, damaged, position, bytes(data[position:]))
+    return Scan(bodies, offsets, damaged, position, bytes(data[position:]))
 
 
 def _frame_end(data: bytes | mmap.mmap, position: int) -> int | None:

@@ -31,16 +31,30 @@ from typing import IO, Any
 
 from ._atomic import BINARY, replace_atomically
 from ._equality import same
-from ._frames import META, Appender, Record, Scan, decode_record, scan_frames, write_at
+from ._frames import (
+    FRAME_HEAD_SIZE,
+    META,
+    Appender,
+    Record,
+    Scan,
+    decode_record,
+    scan_frames,
+    write_at,
+)
 from ._pickling import dumps
 
-__all__ = ["DamagedHeader", "Journal", "read_journal", "write_snapshot"]
+__all__ = ["DamagedHeader", "Journal", "Summary", "read_journal", "write_snapshot"]
 
 TAIL = pickle.TUPLE + pickle.REDUCE + pickle.STOP
 
+Summary = dict[str, Any]
+"""The first frame: plain data that says what the file is about (the
+function's name, how many calls), readable without unpickling the header."""
 
-def _write_start(fd: int, start: bytes, header: object) -> int:
+
+def _write_start(fd: int, start: bytes, summary: Summary, header: object) -> int:
     appender = Appender(fd, write_at(fd, start, 0))
+    appender.frame(summary)
     appender.frame(header)
     appender.flush()
     return appender.offset
@@ -58,9 +72,14 @@ class Journal:
         self._end = end
 
     @classmethod
-    def create(cls, path: str, start: bytes, header: object) -> Journal:
-        """Atomically replace ``path`` by a new journal: ``start``, then ``header``."""
-        end = replace_atomically(path, lambda fd: _write_start(fd, start, header))
+    def create(
+        cls, path: str, start: bytes, summary: Summary, header: object
+    ) -> Journal:
+        """Atomically replace ``path`` by a new journal: ``start``, the summary
+        and the header frames, and no result yet."""
+        end = replace_atomically(
+            path, lambda fd: _write_start(fd, start, summary, header)
+        )
         return cls(path, os.open(path, os.O_RDWR | BINARY), end)  # synced already
 
     @classmethod
@@ -126,12 +145,12 @@ class Journal:
 
 
 def write_snapshot(
-    path: str, start: bytes, header: object, arguments: dict[str, Any]
+    path: str, start: bytes, summary: Summary, header: object, arguments: Any
 ) -> None:
     """Atomically replace ``path`` by a finished file holding ``header`` alone."""
 
     def write(fd: int) -> int:
-        end = _write_start(fd, start, header)
+        end = _write_start(fd, start, summary, header)
         return write_at(fd, TAIL + dumps(arguments), end)
 
     replace_atomically(path, write)
@@ -157,17 +176,25 @@ def read_journal(
     size = os.fstat(file.fileno()).st_size
     with mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) as data:
         scan = scan_frames(data, len(start))
-    if scan.damaged and scan.damaged[0][0] == len(start):
+    if not _lead_intact(scan, len(start)):
+        if not scan.damaged:
+            raise DamagedHeader("the checkpoint file ends inside its header")
         raise DamagedHeader(
             "the header of the checkpoint, which says which run it belongs to, "
             "fails its checksum: the file is damaged there"
         )
-    if not scan.bodies:
-        raise DamagedHeader("the checkpoint file ends inside its header")
-    header = pickle.loads(scan.bodies[0])
-    records = [decode_record(body) for body in scan.bodies[1:]]
+    header = pickle.loads(scan.bodies[1])  # after the summary
+    records = [decode_record(body) for body in scan.bodies[2:]]
     scan.tail_damaged = not _clean_ending(scan.rest, header)
     return header, records, scan
+
+
+def _lead_intact(scan: Scan, start: int) -> bool:
+    """Whether the summary comes right after the opening, the header after it."""
+    if len(scan.bodies) < 2:
+        return False
+    summary_end = start + FRAME_HEAD_SIZE + len(scan.bodies[0])
+    return scan.offsets[:2] == [start, summary_end]
 
 
 def _clean_ending(rest: bytes, header: Any) -> bool:

@@ -243,6 +243,7 @@ def _resume(
             f"the end of checkpoint {path!r} is damaged or was cut short, after "
             f"its last result: no result was lost; kept a copy as {copy!r}"
         )
+        return create_journal(path, old)  # a new file: the copy stays as it is
     return Journal.reopen(path, scan.end)
 
 
@@ -278,7 +279,9 @@ def _foreign_file_message(path: str, aside: str) -> str:
 
 def create_journal(path: str, checkpoint: Checkpoint) -> Journal:
     """Replace ``path`` atomically by a new journal whose header is ``checkpoint``."""
-    return Journal.create(path, Checkpoint.file_opening(), checkpoint)
+    return Journal.create(
+        path, Checkpoint.file_opening(), checkpoint.summary(), checkpoint
+    )
 
 
 def _move_aside(path: str) -> str:

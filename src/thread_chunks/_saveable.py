@@ -33,6 +33,8 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
 
     results: dict[int, Any]
     failures: dict[int, Any]
+    func_name: str
+    parameters: list[Any]
     function: FunctionIdentity | None
     unreadable: dict[int, str]
     """The calls whose saved result could not be loaded: index to the error."""
@@ -101,7 +103,7 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
         return checkpoint
 
     @classmethod
-    def _from_journal(cls, header: bytes, *records: bytes) -> Self:
+    def _from_journal(cls, summary: bytes, header: bytes, *records: bytes) -> Self:
         """Rebuild a checkpoint from the frames of its file; pickle calls this."""
         checkpoint: Self = pickle.loads(decode_frame(header))
         for record in records:
@@ -134,7 +136,13 @@ class SaveableCheckpoint(SaveableObject):  # type: ignore[misc]
         return opening(cls.__module__, f"{cls.__qualname__}._from_journal")
 
     def _save(self, path: str, write_mode: str = "wb") -> None:
-        write_snapshot(path, self.file_opening(), self, self.arguments())
+        write_snapshot(
+            path, self.file_opening(), self.summary(), self, self.arguments()
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """What the first frame of the file says: readable without the rest."""
+        return {"function": self.func_name, "total": len(self.parameters)}
 
     def update_save(self, path: str | None = None) -> bool:
         """Save atomically, the arguments included; the same as :meth:`save`.

@@ -25,7 +25,7 @@ from ._failure import CallFailure
 from ._identity import FunctionIdentity
 from ._journal import Journal
 from ._notices import Notices
-from ._opening import lock_checkpoint, open_checkpoint_file
+from ._opening import create_journal, lock_checkpoint, open_checkpoint_file
 
 __all__ = ["MIN_WRITE_GAP", "CheckpointStore"]
 
@@ -188,9 +188,7 @@ class CheckpointStore:
         assert self._file_lock is not None
         path = self._journal.path
         self._journal.close()
-        self._journal = Journal.create(
-            path, Checkpoint.file_opening(), self._checkpoint
-        )
+        self._journal = create_journal(path, self._checkpoint)
         self._file_lock.release()
         self._file_lock = lock_checkpoint(path)
         self._notify(
