@@ -23,6 +23,7 @@ def test_version_is_a_string() -> None:
         (thread_chunks.Checkpoint, {"apply", "arguments", "matches"}),
         (thread_chunks.LabelledActor, {"run", "set_func", "get_func"}),
         (thread_chunks.Chunker, {"achunk", "actors", "chunk_size"}),
+        (thread_chunks.Progress, {"as_json"}),
     ],
 )
 def test_method_examples(cls: type, methods: set[str], tmp_path: Path) -> None:
@@ -30,7 +31,12 @@ def test_method_examples(cls: type, methods: set[str], tmp_path: Path) -> None:
     # the package rather than the file that defines them: run them here.
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner()
-    globs = {"tmp": tmp_path, cls.__name__: cls, "chunk": thread_chunks.chunk}
+    globs = {
+        "tmp": tmp_path,
+        cls.__name__: cls,
+        "chunk": thread_chunks.chunk,
+        "progress": thread_chunks.progress,
+    }
     tests = finder.find(cls, cls.__name__, module=False, globs=globs)
     method_tests = [t for t in tests if t.name != cls.__name__ and t.examples]
     assert {t.name.rsplit(".", 1)[1] for t in method_tests} >= methods

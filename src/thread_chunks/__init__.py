@@ -17,6 +17,8 @@ from ._chunker import Chunker as Chunker
 from ._config import config as config
 from ._core import achunk as achunk
 from ._failure import CallFailure as CallFailure
+from ._report import Progress as Progress
+from ._report import progress as progress
 from ._signals import ignore_sigint as ignore_sigint
 from ._streaming import achunk_iter as achunk_iter
 from ._streaming import chunk_iter as chunk_iter
@@ -36,6 +38,8 @@ for _obj in (
     chunk,
     chunk_iter,
     ignore_sigint,
+    Progress,
+    progress,
 ):
     _obj.__module__ = __name__
 del _obj
@@ -58,6 +62,7 @@ __all__ = [
     "CheckpointFailedWarning",
     "Chunker",
     "LabelledActor",
+    "Progress",
     "__version__",
     "achunk",
     "achunk_iter",
@@ -65,4 +70,5 @@ __all__ = [
     "chunk_iter",
     "config",
     "ignore_sigint",
+    "progress",
 ]
