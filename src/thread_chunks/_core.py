@@ -56,10 +56,7 @@ async def achunk(
 
     Parameters
     ----------
-    func : callable or None
-        The function to call. ``None`` runs the function the ``actors`` hold.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    {func_and_parameters}
     {options}
 
     {outcome}

@@ -3,8 +3,9 @@
 Each entry point writes ``**options`` once; :func:`takes_options` turns it
 into one keyword-only parameter per option in the runtime signature (what
 ``help()``, IDEs and the API reference show), and fills the docstring's
-``{options}`` line with the options' documentation and its ``{outcome}`` line
-with what every run returns, raises and warns.
+``{options}`` line with the options' documentation, its ``{outcome}`` line
+with what every run returns, raises and warns, and its
+``{func_and_parameters}`` line with the two arguments every entry point has.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from ._options import OPTION_NAMES, Options
 __all__ = ["option_docs", "takes_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+FUNC_AND_PARAMETERS = """\
+func : callable or None
+    The function to call. ``None`` runs the function the ``actors`` hold.
+    A coroutine function is awaited on the event loop.
+parameters : iterable of lists or tuples
+    One argument list per call: call ``i`` is ``func(*parameters[i])``."""
 
 OUTCOME = """\
 Returns
@@ -112,4 +120,6 @@ def _fill_docstring(doc: str, names: Iterable[str]) -> str:
             lines[k] = option_docs(options, indent)
         elif line.strip() == "{outcome}":
             lines[k] = textwrap.indent(OUTCOME, indent)
+        elif line.strip() == "{func_and_parameters}":
+            lines[k] = textwrap.indent(FUNC_AND_PARAMETERS, indent)
     return "\n".join(lines)

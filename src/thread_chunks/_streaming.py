@@ -65,10 +65,7 @@ def chunk_iter(
 
     Parameters
     ----------
-    func : callable or None
-        The function to call. ``None`` runs the function the ``actors`` hold.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    {func_and_parameters}
     {options}
 
     Yields
@@ -132,10 +129,7 @@ async def achunk_iter(
 
     Parameters
     ----------
-    func : callable or None
-        The function to call. ``None`` runs the function the ``actors`` hold.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    {func_and_parameters}
     {options}
 
     Yields

@@ -78,11 +78,7 @@ def chunk(
 
     Parameters
     ----------
-    func : callable or None
-        The function to call. ``None`` runs the function the ``actors`` hold.
-        A coroutine function is awaited on the helper thread's event loop.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    {func_and_parameters}
     {options}
 
     {outcome}
