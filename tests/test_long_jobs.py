@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -245,7 +246,11 @@ def test_leaving_chunk_iter_early_saves_and_leaves_no_thread(tmp_path: Path) -> 
         seen.append((i, result))
         if len(seen) == 3:
             break
-    assert set(threading.enumerate()) <= before
+    # The run's event loop has ended; its idle worker threads end with it.
+    deadline = time.monotonic() + 10
+    while not set(threading.enumerate()) <= before:
+        assert time.monotonic() < deadline, "a thread outlived the loop"
+        threading.Event().wait(0.01)
     checkpoint = Checkpoint.load(path)
     assert {i for i, _ in seen} <= set(checkpoint.results)
     calls: list[int] = []
