@@ -13,8 +13,8 @@ from ._actors import LabelledActor
 from ._config import config
 from ._executor import check_executor
 from ._identity import FunctionIdentity, identify
-from ._opening import resolve_path
 from ._options import Options, check_chunk_size
+from ._paths import resolve_path
 from ._ray import is_ray_actor, ray_actor_func, set_ray_actor_func
 
 __all__ = ["Plan", "is_coroutine_function", "make_plan"]
