@@ -190,8 +190,9 @@ class Checkpoint(SaveableCheckpoint):
         ([None, 'b', None], 2)
         """
         self.results.update(results)
-        for i in results:
-            self.failures.pop(i, None)
+        if self.failures:
+            for i in results:
+                self.failures.pop(i, None)
         if results:
             self.index = max(self.index, max(results) + 1)
 

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from ._pickling import PROTOCOL, dump
+from ._pickling import PROTOCOL, Pickler
 
 __all__ = [
     "FRAME_HEAD_SIZE",
@@ -34,6 +34,7 @@ __all__ = [
 
 _HEAD = struct.Struct("<cQI")  # BINBYTES8, payload length, crc32 of the body
 FRAME_HEAD_SIZE = _HEAD.size
+_NO_HEAD = bytes(_HEAD.size)  # room for a frame's head, written when sealed
 META = struct.Struct("<qd")  # a result's index and the time it was written
 _DIRECT = 1 << 16  # writes at least this long skip the buffer
 Record = tuple[int, float, Any, str | None]
@@ -72,20 +73,22 @@ class Appender:
         self.pending = bytearray()
         self.crc = 0
         self.io_error = False
+        self.pickler = Pickler(self)  # one for all the frames: cheaper
 
     @property
     def offset(self) -> int:
         return self.flushed + len(self.pending)
 
     def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.crc = zlib.crc32(view, self.crc)
-        if len(view) < _DIRECT:
-            self.pending += view
+        if type(data) is not bytes:
+            data = memoryview(data).cast("B")
+        self.crc = zlib.crc32(data, self.crc)
+        if len(data) < _DIRECT:
+            self.pending += data
         else:
             self.flush()
-            self.flushed = self.write_at(view, self.flushed)
-        return len(view)
+            self.flushed = self.write_at(data, self.flushed)
+        return len(data)
 
     def flush(self) -> None:
         if self.pending:
@@ -93,17 +96,29 @@ class Appender:
             self.pending.clear()
 
     def frame(self, obj: Any, meta: bytes = b"") -> None:
-        """Write one frame whose body is ``meta``, then the pickle of ``obj``."""
-        start = self.offset
-        self.pending += bytes(_HEAD.size)
-        self.crc = 0
-        self.write(meta)
-        dump(obj, self)
-        head = _HEAD.pack(pickle.BINBYTES8, self.offset - start - 9, self.crc)
+        """Write one frame whose body is ``meta``, then the pickle of ``obj``.
+
+        If ``obj`` cannot be pickled, the frame is taken back and the error
+        raised: the next frame goes where this one began.
+        """
+        pending = self.pending
+        start = self.flushed + len(pending)
+        pending += _NO_HEAD
+        pending += meta
+        self.crc = zlib.crc32(meta)
+        try:
+            self.pickler.dump(obj)
+        except BaseException:
+            self.pickler = Pickler(self)  # leave nothing half-done in it
+            if not self.io_error:
+                self.rewind(start)
+            raise
+        self.pickler.clear_memo()
+        end = self.flushed + len(self.pending)
+        head = _HEAD.pack(pickle.BINBYTES8, end - start - 9, self.crc)
         if start >= self.flushed:
-            self.pending[start - self.flushed : start - self.flushed + _HEAD.size] = (
-                head
-            )
+            at = start - self.flushed
+            self.pending[at : at + _HEAD.size] = head
         else:
             self.write_at(head, start)
 

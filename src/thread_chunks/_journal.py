@@ -106,15 +106,14 @@ class Journal:
         written_at = time.time()
         unpicklable: list[int] = []
         try:
+            pack, frame = META.pack, appender.frame
             for i, result in zip(indices, results, strict=True):
-                start = appender.offset
                 try:
-                    appender.frame(result, META.pack(i, written_at))
+                    frame(result, pack(i, written_at))
                 except Exception:
                     if appender.io_error:
                         raise
-                    appender.rewind(start)
-                    unpicklable.append(i)
+                    unpicklable.append(i)  # the frame took itself back
             appender.flush()
             if appender.offset < os.fstat(self._fd).st_size:
                 os.ftruncate(self._fd, appender.offset)  # a rewound frame's bytes

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import cloudpickle
 
-__all__ = ["PROTOCOL", "dump", "dumps"]
+__all__ = ["PROTOCOL", "Pickler", "dump", "dumps"]
 
 PROTOCOL = 5
 
@@ -31,6 +31,11 @@ class _Pickler(pickle.Pickler):
         if isinstance(obj, types.FunctionType | type) and not _importable(obj):
             return pickle.loads, (cloudpickle.dumps(obj, protocol=PROTOCOL),)
         return NotImplemented
+
+
+def Pickler(file: IO[bytes] | Any) -> pickle.Pickler:
+    """Our pickler, writing to ``file``: reuse it (``clear_memo`` in between)."""
+    return _Pickler(file, protocol=PROTOCOL)
 
 
 def dump(obj: Any, file: IO[bytes] | Any) -> None:

@@ -95,7 +95,8 @@ class CheckpointStore:
         with self._queue_lock:
             self._queued_indices.append(index)
             self._queued_results.append(result)
-        self._wakeup.set()
+        if not self._wakeup.is_set():  # one wake-up for all the results queued
+            self._wakeup.set()
 
     def record_failure(self, index: int, failure: CallFailure) -> None:
         """Queue the failure of call ``index``: kept until the call succeeds."""
@@ -157,23 +158,29 @@ class CheckpointStore:
                 self._write_again()
             unpicklable = self._journal.append(indices, results)
         except OSError as exc:
-            with self._queue_lock:  # keep them: the next write retries them
-                self._queued_indices[:0] = indices
-                self._queued_results[:0] = results
+            # A full disk may still hold some of them: save what fits, one by
+            # one, and keep the others for the next write.
+            written, unpicklable = self._append_what_fits(indices, results)
+            with self._queue_lock:
+                self._queued_indices[:0] = indices[written:]
+                self._queued_results[:0] = results[written:]
+            indices, results = indices[:written], results[:written]
             self._notify(
                 "write",
                 f"could not write checkpoint {self._journal.path!r} ({exc}); the "
                 "results are kept in memory and the write will be retried",
             )
-            return
+        # Kept, to write it all again if the file is deleted.
         saved = dict(zip(indices, results, strict=True))
         for i in unpicklable:
             del saved[i]
-        # Kept, to write it all again if the file is deleted.
-        self._checkpoint.failures.update(
-            {-i - 1: CallFailure(*failure) for i, failure in saved.items() if i < 0}
-        )
-        self._checkpoint.apply({i: result for i, result in saved.items() if i >= 0})
+        if saved and min(saved) < 0:  # failures among them
+            failures = {i: failure for i, failure in saved.items() if i < 0}
+            self._checkpoint.failures.update(
+                {-i - 1: CallFailure(*failure) for i, failure in failures.items()}
+            )
+            saved = {i: result for i, result in saved.items() if i >= 0}
+        self._checkpoint.apply(saved)
         if unpicklable:
             self._notify(
                 "pickle",
@@ -181,6 +188,19 @@ class CheckpointStore:
                 f"not saved in {self._journal.path!r} (nor any other unpicklable "
                 "result); it is still returned, but a rerun will compute it again",
             )
+
+    def _append_what_fits(
+        self, indices: list[int], results: list[Any]
+    ) -> tuple[int, list[int]]:
+        """Append one result at a time until a write fails; say how many went."""
+        assert self._journal is not None
+        unpicklable: list[int] = []
+        for written, (i, result) in enumerate(zip(indices, results, strict=True)):
+            try:
+                unpicklable += self._journal.append([i], [result])
+            except OSError:
+                return written, unpicklable
+        return len(indices), unpicklable
 
     def _write_again(self) -> None:
         """Write the checkpoint anew, with every result so far: it was deleted."""

@@ -10,20 +10,34 @@ from __future__ import annotations
 
 import random
 import reprlib
-from collections.abc import Callable, Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
+from ._actors import LabelledActor
 from ._executor import call_in_executor
 from ._failure import CallFailure
 from ._plan import Plan
 from ._ray import call_ray_actor
 from ._store import CheckpointStore
 
-__all__ = ["CallsFailed", "Emit", "Workers"]
+__all__ = ["CANCEL_CHECK", "TIME_SLICE", "CallsFailed", "Emit", "Workers"]
+
+TIME_SLICE = 0.005
+"""Seconds of calls that a worker thread runs per trip from the event loop.
+
+A trip costs about 70 µs here: over 5 ms it is under 2% of the time, while
+the progress bar still moves and a cancellation or Ctrl-C is noticed within
+about 5 ms (plus the call running then)."""
+
+CANCEL_CHECK = 0.0005
+"""Seconds between two checks for cancellation within a slice."""
 
 Emit = Callable[[int, Any], None]
 """Called on the event loop with ``(index, result)`` as each call completes
@@ -52,10 +66,16 @@ class Workers:
         self.emit = emit
         self.limiter = anyio.CapacityLimiter(plan.chunk_size)
         self.stopping: list[tuple[int, BaseException]] = []
+        self._todo_lock = threading.Lock()  # worker threads share ``todo``
+        self.halted = False
+        """Set (from any thread) when no further call may start."""
         self.deferred: list[tuple[int, Exception]] = []
 
-    async def work(self, actor: Any, todo: Iterable[int], bar: Any) -> None:
+    async def work(self, actor: Any, todo: Iterator[int], bar: Any) -> None:
         """Take the next index from the shared ``todo`` until none is left."""
+        if not (self.plan.is_async or self.plan.on_ray or self.executor):
+            await self._work_in_slices(actor, todo, bar)
+            return
         parameters, outputs, store = self.plan.parameters, self.outputs, self.store
         for i in todo:
             if self.stopping:
@@ -78,6 +98,121 @@ class Workers:
                     self.emit(i, result)
             if bar is not None:
                 bar.update()
+
+    async def _work_in_slices(self, actor: Any, todo: Iterator[int], bar: Any) -> None:
+        """Run calls in a worker thread, many per trip, a time slice at a time.
+
+        A trip to a worker thread and back costs tens of microseconds: more
+        than a tiny call. So the thread runs call after call until
+        :data:`TIME_SLICE` has passed, then returns to the event loop, which
+        moves the progress bar and notices cancellation. A call longer than
+        the slice ends its trip alone, as before.
+        """
+        while not self.stopping:
+            try:
+                completed, failure, exhausted = await anyio.to_thread.run_sync(
+                    self._slice, actor, todo, limiter=self.limiter
+                )
+            except anyio.get_cancelled_exc_class():
+                self.halted = True  # the other slices end after their call
+                raise
+            if self.emit is not None:
+                for i, result in completed:
+                    self.emit(i, result)
+            if bar is not None and completed:
+                bar.update(len(completed))
+            if failure is not None:
+                i, exc = failure
+                if not await self._after_failure(actor, i, exc, bar):
+                    return
+            if exhausted:
+                return
+
+    def _slice(
+        self, actor: Any, todo: Iterator[int]
+    ) -> tuple[list[tuple[int, Any]], tuple[int, BaseException] | None, bool]:
+        """In a worker thread: run calls until the slice is used up.
+
+        Returns the calls completed (already in the outputs and handed to the
+        checkpoint), the failure that ended the slice, if any, and whether no
+        call is left to start.
+        """
+        parameters, outputs, store = self.plan.parameters, self.outputs, self.store
+        record = None if store is None else store.record
+        # A plain LabelledActor only calls its function: call it directly.
+        func = actor.get_func() if type(actor) is LabelledActor else None
+        completed: list[tuple[int, Any]] = []
+        clock, lock = time.perf_counter, self._todo_lock
+        deadline = clock() + TIME_SLICE
+        next_check = 0.0
+        while not (self.halted or self.stopping):
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return completed, None, True
+            try:
+                if func is not None:
+                    result = func(*parameters[i])
+                else:
+                    _, result = actor.run(i, *parameters[i])
+            except BaseException as exc:  # handled on the event loop
+                if self._stops_the_run(exc):
+                    self.halted = True  # no other slice starts a call now
+                return completed, (i, exc), False
+            outputs[i] = result
+            if record is not None:
+                record(i, result)
+            completed.append((i, result))
+            now = clock()
+            if now >= next_check:  # cancellation and Ctrl-C end the slice
+                next_check = now + CANCEL_CHECK
+                try:
+                    anyio.from_thread.check_cancelled()
+                except BaseException:
+                    self.halted = True
+                    break
+            if now >= deadline:
+                break
+        return completed, None, False
+
+    def _stops_the_run(self, exc: BaseException) -> bool:
+        """Whether ``exc``, raised by a call's first attempt, ends the run."""
+        if not isinstance(exc, Exception):
+            return True
+        return self.plan.errors == "raise" and self.plan.retries == 0
+
+    async def _after_failure(
+        self, actor: Any, i: int, exc: BaseException, bar: Any
+    ) -> bool:
+        """Retry call ``i``, which raised ``exc`` once; return whether to go on."""
+        if not isinstance(exc, Exception):
+            self.stopping.append((i, exc))
+            return False
+        for attempt in range(self.plan.retries):
+            delay = self.plan.retry_delay * 2**attempt
+            await anyio.sleep(delay * random.uniform(0.5, 1.5))
+            try:
+                result = await self._call(actor, i, self.plan.parameters[i])
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as again:
+                exc = again
+                continue
+            except BaseException as stop:
+                self.stopping.append((i, stop))
+                return False
+            self.outputs[i] = result
+            if self.store is not None:
+                self.store.record(i, result)
+            if self.emit is not None:
+                self.emit(i, result)
+            if bar is not None:
+                bar.update()
+            return True
+        going_on = self._failed(i, exc)
+        if going_on and bar is not None:
+            bar.update()
+        return going_on
 
     def _failed(self, i: int, exc: Exception) -> bool:
         """Handle the failure of call ``i``; return whether to go on."""
