@@ -128,10 +128,19 @@ class Journal:
         """Whether the file was deleted (its directory too, maybe) since opened."""
         return os.fstat(self._fd).st_nlink == 0
 
-    def finish(self, arguments: dict[str, Any]) -> None:
+    def prepare_tail(self, arguments: Any) -> None:
+        """Pickle the arguments of the tail now, before the run, not at its end.
+
+        They hold every parameter: pickling them can take a while, which a
+        cancelled or interrupted run should not have to wait for.
+        """
+        self._tail = TAIL + dumps(arguments)
+
+    def finish(self, arguments: Any) -> None:
         """Write the tail and the arguments, fsync and close: a plain pickle now."""
+        tail = getattr(self, "_tail", None) or TAIL + dumps(arguments)
         try:
-            write_at(self._fd, TAIL + dumps(arguments), self._end)
+            write_at(self._fd, tail, self._end)
             os.fsync(self._fd)
         finally:
             self.close()

@@ -49,6 +49,7 @@ def open_checkpoint_file(
     try:
         remove_leftovers(path)
         checkpoint, journal, messages = _resume_or_create(path, function, parameters)
+        journal.prepare_tail(checkpoint.arguments())
     except BaseException:
         lock.release()
         raise

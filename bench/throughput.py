@@ -1,0 +1,207 @@
+"""Benchmark: how many tiny calls a second, against the standard library's pools.
+
+Run ``python bench/throughput.py``. Each row measures thread-chunks and its
+baseline in the same run, interleaved, best of five (best of one for the
+slow rows on process pools and Dask), and prints the ratio beside its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+# One BLAS thread per call, so that the matmul row measures how calls share the
+# cores, not how one call's BLAS threads do. Before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import anyio
+import numpy as np
+
+from thread_chunks import achunk, chunk
+
+
+def tiny(x: int) -> int:
+    return x + 1
+
+
+def sleeper(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def matmul(n: int) -> float:
+    a = np.random.default_rng(n).random((n, n))
+    return float((a @ a)[0, 0])
+
+
+def best(runs: int, *sides: Callable[[], object]) -> list[float]:
+    """The best time of each side over ``runs`` rounds, interleaved."""
+    times = [math.inf] * len(sides)
+    for _ in range(runs):
+        for k, side in enumerate(sides):
+            start = time.perf_counter()
+            side()
+            times[k] = min(times[k], time.perf_counter() - start)
+    return times
+
+
+class Scratch:
+    """Fresh checkpoint paths on the project's disk (not tmpfs)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="bench-", dir=Path(__file__).parent))
+        self.count = 0
+
+    def path(self) -> Path:
+        self.count += 1
+        return self.root / f"run{self.count}.pkl"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args()
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(what: str, ours: str, base: str, ratio: float, target: str) -> None:
+        op, limit = target.split()
+        met = ratio >= float(limit) if op == ">=" else ratio <= float(limit)
+        rows.append(
+            (what, ours, base, f"{ratio:.2f}", f"{target} {'ok' if met else 'MISSED'}")
+        )
+
+    scratch = Scratch()
+    try:
+        n = 20_000
+        params, xs = [[x] for x in range(n)], list(range(n))
+
+        def pool_map() -> None:
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(tiny, xs))
+
+        def ours() -> None:
+            chunk(tiny, params, chunk_size=2, progress_bar=False)
+
+        def ours_path() -> None:
+            chunk(tiny, params, chunk_size=2, progress_bar=False, path=scratch.path())
+
+        def serial() -> None:
+            [tiny(*args) for args in params]
+
+        t_pool, t_ours, t_path, t_serial = best(5, pool_map, ours, ours_path, serial)
+        rate = f"{n / t_ours:,.0f} calls/s"
+        row(f"{n:,} tiny calls, threads", rate, f"{n / t_pool:,.0f} calls/s "
+            "ThreadPoolExecutor(2).map", t_pool / t_ours, ">= 10")  # fmt: skip
+        row(f"{n:,} tiny calls, threads, path=", f"{n / t_path:,.0f} calls/s",
+            "the same pool.map, no checkpoint", t_pool / t_path, ">= 5")  # fmt: skip
+        rows.append((f"{n:,} tiny calls, against a serial loop", rate,
+                     f"{n / t_serial:,.0f} calls/s", f"{t_serial / t_ours:.2f}",
+                     "(fraction of the loop)"))  # fmt: skip
+
+        m = 100_000
+        with ProcessPoolExecutor(2) as pool:
+            pool_params, pool_xs = [[x] for x in range(m)], list(range(m))
+            list(pool.map(tiny, range(100)))  # warm
+
+            def ex_map() -> None:
+                list(pool.map(tiny, pool_xs, chunksize=256))
+
+            def ours_pool() -> None:
+                chunk(tiny, pool_params, chunk_size=2, progress_bar=False,
+                      executor=pool)  # fmt: skip
+
+            t_map, t_ours_pool = best(1, ex_map, ours_pool)
+        row(f"{m:,} tiny calls, warm ProcessPoolExecutor(2)",
+            f"{m / t_ours_pool:,.0f} calls/s",
+            f"{m / t_map:,.0f} calls/s ex.map(chunksize=256)",
+            t_map / t_ours_pool, ">= 1.0")  # fmt: skip
+
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            rows.append(("Dask", "not installed", "", "", ""))
+        else:
+            k = 2_000
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1,
+                                   dashboard_address=None, processes=True)  # fmt: skip
+            with cluster, Client(cluster) as client:
+                executor = client.get_executor(pure=False)
+                dask_params = [[x] for x in range(k)]
+
+                def client_map() -> None:
+                    client.gather(client.map(tiny, range(k), pure=False))
+
+                def ours_dask() -> None:
+                    chunk(tiny, dask_params, chunk_size=2, progress_bar=False,
+                          executor=executor)  # fmt: skip
+
+                t_client, t_ours_dask = best(1, client_map, ours_dask)
+            row(f"{k:,} tiny calls, Dask LocalCluster(2 workers)",
+                f"{k / t_ours_dask:,.0f} calls/s",
+                f"{k / t_client:,.0f} calls/s client.map + gather",
+                t_client / t_ours_dask, ">= 10")  # fmt: skip
+
+        (t_sleep,) = best(1, partial(chunk, sleeper, [[0.1]] * 16, chunk_size=2,
+                                     progress_bar=False))  # fmt: skip
+        row("16 calls of sleep(0.1), chunk_size=2", f"{t_sleep:.3f} s",
+            "ideal 0.800 s", 0.8 / t_sleep, ">= 0.97")  # fmt: skip
+
+        size = 1
+        while True:  # a matmul of about 0.25 s
+            start = time.perf_counter()
+            matmul(size)
+            if time.perf_counter() - start > 0.25 or size > 4000:
+                break
+            size = int(size * 1.5) + 50
+        (t_one,) = best(3, partial(matmul, size))
+        (t_mat,) = best(1, partial(chunk, matmul, [[size]] * 8, chunk_size=2,
+                                   progress_bar=False))  # fmt: skip
+        ideal = 8 * t_one / 2
+        row(f"8 numpy matmuls of {t_one:.2f} s, chunk_size=2", f"{t_mat:.3f} s",
+            f"ideal {ideal:.3f} s", ideal / t_mat, ">= 0.85")  # fmt: skip
+
+        row("cancel 1,000,000 tiny calls with path= after 1.5 s",
+            f"{cancel_latency(scratch.path()):.3f} s to return", "", 0.0,
+            "<= 0.25")  # fmt: skip
+        latency = float(rows[-1][1].split()[0])
+        rows[-1] = (*rows[-1][:3], f"{latency:.3f}",
+                    f"<= 0.25 {'ok' if latency <= 0.25 else 'MISSED'}")  # fmt: skip
+    finally:
+        shutil.rmtree(scratch.root)
+
+    header = ("measure", "thread-chunks", "baseline", "ratio", "target")
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(5)]
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def cancel_latency(path: Path) -> float:
+    """Seconds from cancelling a run of a million tiny calls to its return."""
+    params = [[x] for x in range(1_000_000)]
+    cancelled_at: list[float] = []
+
+    async def main() -> None:
+        with anyio.CancelScope() as scope:
+
+            async def cancel_later() -> None:
+                await anyio.sleep(1.5)
+                cancelled_at.append(time.perf_counter())
+                scope.cancel()
+
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(cancel_later)
+                await achunk(tiny, params, chunk_size=2, progress_bar=False, path=path)
+
+    anyio.run(main)
+    return time.perf_counter() - cancelled_at[0]
+
+
+if __name__ == "__main__":
+    main()
