@@ -27,7 +27,7 @@ from ._plan import Plan
 from ._ray import call_ray_actor
 from ._store import CheckpointStore
 
-__all__ = ["CANCEL_CHECK", "TIME_SLICE", "CallsFailed", "Emit", "Workers"]
+__all__ = ["TIME_SLICE", "CallsFailed", "Emit", "Workers"]
 
 TIME_SLICE = 0.005
 """Seconds of calls that a worker thread runs per trip from the event loop.
@@ -36,8 +36,8 @@ A trip costs about 70 µs here: over 5 ms it is under 2% of the time, while
 the progress bar still moves and a cancellation or Ctrl-C is noticed within
 about 5 ms (plus the call running then)."""
 
-CANCEL_CHECK = 0.0005
-"""Seconds between two checks for cancellation within a slice."""
+_LONG_CALL = 0.00002  # seconds: after a call this long, check for cancellation
+_CHECK_EVERY = 32  # and after every so many tiny calls
 
 Emit = Callable[[int, Any], None]
 """Called on the event loop with ``(index, result)`` as each call completes
@@ -143,13 +143,14 @@ class Workers:
         func = actor.get_func() if type(actor) is LabelledActor else None
         completed: list[tuple[int, Any]] = []
         clock, lock = time.perf_counter, self._todo_lock
+        check_cancelled = anyio.from_thread.check_cancelled
         deadline = clock() + TIME_SLICE
-        next_check = 0.0
         while not (self.halted or self.stopping):
             with lock:
                 i = next(todo, None)
             if i is None:
                 return completed, None, True
+            started = clock()
             try:
                 if func is not None:
                     result = func(*parameters[i])
@@ -164,10 +165,12 @@ class Workers:
                 record(i, result)
             completed.append((i, result))
             now = clock()
-            if now >= next_check:  # cancellation and Ctrl-C end the slice
-                next_check = now + CANCEL_CHECK
+            # Cancellation and Ctrl-C: checked after any call that took a
+            # while (the run may have been cancelled meanwhile), and every
+            # few tiny ones, so that no call starts once they are seen.
+            if now - started > _LONG_CALL or len(completed) % _CHECK_EVERY == 0:
                 try:
-                    anyio.from_thread.check_cancelled()
+                    check_cancelled()
                 except BaseException:
                     self.halted = True
                     break
