@@ -70,6 +70,7 @@ class Journal:
         self.path = path
         self._fd = fd
         self._end = end
+        self._tail: bytes | None = None
 
     @classmethod
     def create(
@@ -138,7 +139,7 @@ class Journal:
 
     def finish(self, arguments: Any) -> None:
         """Write the tail and the arguments, fsync and close: a plain pickle now."""
-        tail = getattr(self, "_tail", None) or TAIL + dumps(arguments)
+        tail = self._tail or TAIL + dumps(arguments)
         try:
             write_at(self._fd, tail, self._end)
             os.fsync(self._fd)
