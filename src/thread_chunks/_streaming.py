@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import math
 import queue
 from collections.abc import (
@@ -27,11 +26,11 @@ from ._options import Options, OptionsDict
 from ._plan import Plan, make_plan
 from ._signals import Terminated, sigterm_stops_the_run
 from ._signatures import takes_options
+from ._sync import log_stopping
 
 __all__ = ["achunk_iter", "chunk_iter"]
 
 R = TypeVar("R")
-logger = logging.getLogger("thread_chunks")
 _END = object()
 
 
@@ -102,9 +101,13 @@ def _iterate(plan: Plan) -> Iterator[tuple[int, Any]]:
                 yield item
             notices.issue(stacklevel=2)
             outcome = future.result()
-        except (KeyboardInterrupt, Terminated, GeneratorExit, Exception):
-            # Ctrl-C, SIGTERM, a loop left early, an error in its body: stop
-            # the run, and leaving the portal waits for it to save.
+        except (KeyboardInterrupt, Terminated) as exc:
+            log_stopping(exc)
+            future.cancel()
+            raise
+        except (GeneratorExit, Exception):
+            # A loop left early, a warning turned error: stop the run, and
+            # leaving the portal waits for it to save.
             future.cancel()
             raise
     if isinstance(outcome, BaseException):

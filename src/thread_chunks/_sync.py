@@ -19,7 +19,7 @@ from ._plan import Plan, make_plan
 from ._signals import Terminated, sigterm_stops_the_run
 from ._signatures import takes_options
 
-__all__ = ["chunk", "run_blocking"]
+__all__ = ["chunk", "log_stopping", "run_blocking"]
 
 R = TypeVar("R")
 logger = logging.getLogger("thread_chunks")
@@ -98,6 +98,17 @@ def chunk(
     return run_blocking(make_plan(func, parameters, given))
 
 
+def log_stopping(signal: KeyboardInterrupt | Terminated) -> None:
+    """Say that the first Ctrl-C or SIGTERM is stopping the run, and how."""
+    ctrl_c = isinstance(signal, KeyboardInterrupt)
+    logger.warning(
+        "%s: waiting for the running calls to finish and saving the checkpoint; "
+        "a second %s stops at once",
+        "interrupted" if ctrl_c else "SIGTERM",
+        "Ctrl-C" if ctrl_c else "SIGTERM",
+    )
+
+
 def run_blocking(plan: Plan) -> list[Any]:
     """Run ``plan`` on a private event loop in a helper thread and wait for it.
 
@@ -122,14 +133,7 @@ def run_blocking(plan: Plan) -> list[Any]:
             notices.issue(stacklevel=3)
             outcome: list[Any] | BaseException = future.result()
         except (KeyboardInterrupt, Terminated) as exc:
-            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
-            again = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
-            logger.warning(
-                "%s: waiting for the running calls to finish and saving the "
-                "checkpoint; a second %s stops at once",
-                what,
-                again,
-            )
+            log_stopping(exc)
             future.cancel()
             raise
         except Warning:  # a warning that a filter turned into an error
