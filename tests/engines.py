@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -56,4 +57,31 @@ def hold(started: Any, release: Any, x: int) -> int:
         started.set()
         if not release.wait(timeout=30):
             raise TimeoutError("never released")
+    return x
+
+
+def varied(x: int) -> Any:
+    """Results of several kinds, and a failure for every seventh ``x``."""
+    if x % 7 == 6:
+        raise ValueError(f"bad input {x}")
+    kinds = [None, x / 3, str(x), (x, [x]), {"x": x}, -0.0]
+    return kinds[x % 6]
+
+
+def unsendable_on(x: int, bad: int) -> Any:
+    """Return a lock, which no pickler can send, when ``x == bad``."""
+    return threading.Lock() if x == bad else x
+
+
+class HoldsALock(Exception):
+    """An exception that no pickler can send: it holds a lock."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable_on(x: int, bad: int) -> int:
+    if x == bad:
+        raise HoldsALock(f"bad input {x}")
     return x

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -87,3 +88,52 @@ async def test_cancelling_a_stream_of_tiny_calls_is_prompt_and_saves(
     assert await achunk(tiny, parameters, chunk_size=2, progress_bar=False,
                         path=path) == list(range(n))  # fmt: skip
     assert calls[0] == n - saved.done  # the rerun repeated none of them
+
+
+@pytest.mark.anyio
+async def test_coroutines_that_never_await_let_other_tasks_run() -> None:
+    other_ran = anyio.Event()
+    seen: list[bool] = []
+
+    async def busy(x: int) -> int:
+        if x == 0:  # runs once the event loop gets control from the calls
+            task_group.start_soon(other)
+        seen.append(other_ran.is_set())
+        start = time.perf_counter()
+        while time.perf_counter() - start < 0.001:  # 1 ms without awaiting
+            pass
+        return x
+
+    async def other() -> None:
+        other_ran.set()
+
+    async with anyio.create_task_group() as task_group:
+        # 30 ms of calls that never await: the other task runs meanwhile.
+        out = await achunk(busy, [[x] for x in range(30)], chunk_size=1,
+                           progress_bar=False)  # fmt: skip
+    assert out == list(range(30))
+    assert seen[-1], "the event loop never ran the other task during the calls"
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_stream_of_tiny_coroutines_stops_within_32_calls(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ck.pkl"
+    n = 100_000
+    ran: list[int] = []
+    scope = anyio.CancelScope()
+
+    async def tiny(x: int) -> int:  # never awaits
+        ran.append(x)
+        if len(ran) == 5_000:
+            scope.cancel()
+        return x
+
+    parameters = [[x] for x in range(n)]
+    with anyio.fail_after(30), scope:
+        await achunk(tiny, parameters, chunk_size=2, progress_bar=False, path=path)
+    assert scope.cancelled_caught
+    assert 5_000 <= len(ran) <= 5_000 + 2 * 32  # each worker checks every 32
+    saved = Checkpoint.load(path)
+    assert sorted(i for i, done in enumerate(saved.completed) if done) == sorted(ran)

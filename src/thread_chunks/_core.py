@@ -154,7 +154,7 @@ async def run_plan(plan: Plan, notices: Notices, emit: Emit | None = None) -> li
         executor = await stack.enter_async_context(
             opened_executor(plan.executor, plan.chunk_size)
         )
-        workers = Workers(plan, outputs, store, executor, emit)
+        workers = Workers(plan, outputs, store, executor, emit, n - len(done))
         todo = (i for i in range(n) if i not in done)
         async with anyio.create_task_group() as task_group:
             for actor in plan.actors[: n - len(done)]:

@@ -157,6 +157,8 @@ def check_parameters(parameters: Iterable[Sequence[Any]]) -> list[Sequence[Any]]
             f"{type(parameters).__name__}"
         )
     checked = list(parameters)
+    if set(map(type, checked)) <= {list, tuple}:
+        return checked  # the usual case, at C speed
     for i, args in enumerate(checked):
         if not isinstance(args, list | tuple):
             raise TypeError(

@@ -98,6 +98,14 @@ class CheckpointStore:
         if not self._wakeup.is_set():  # one wake-up for all the results queued
             self._wakeup.set()
 
+    def record_many(self, indices: list[int], results: list[Any]) -> None:
+        """Queue several completed results at once, as :meth:`record` does."""
+        with self._queue_lock:
+            self._queued_indices += indices
+            self._queued_results += results
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
     def record_failure(self, index: int, failure: CallFailure) -> None:
         """Queue the failure of call ``index``: kept until the call succeeds."""
         self.record(-index - 1, tuple(failure))  # plain data, as the file keeps it

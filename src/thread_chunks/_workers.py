@@ -13,15 +13,18 @@ import reprlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
+from itertools import islice
 from typing import Any
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 
 from ._actors import LabelledActor
-from ._executor import call_in_executor
+from ._batches import BatchSizes, run_batch, unpack
+from ._executor import call_in_executor, wait_for_future
 from ._failure import CallFailure
 from ._plan import Plan
 from ._ray import call_ray_actor
@@ -58,7 +61,9 @@ class Workers:
         store: CheckpointStore | None,
         executor: Executor | None,
         emit: Emit | None,
+        calls: int,
     ) -> None:
+        """``calls`` is how many calls the run makes (those not saved before)."""
         self.plan = plan
         self.outputs = outputs
         self.store = store
@@ -70,15 +75,31 @@ class Workers:
         self.halted = False
         """Set (from any thread) when no further call may start."""
         self.deferred: list[tuple[int, Exception]] = []
+        self.batch_sizes = BatchSizes(calls, plan.chunk_size)
 
     async def work(self, actor: Any, todo: Iterator[int], bar: Any) -> None:
         """Take the next index from the shared ``todo`` until none is left."""
-        if not (self.plan.is_async or self.plan.on_ray or self.executor):
+        if self.executor is not None:
+            await self._work_in_batches(actor, todo, bar)
+            return
+        if not (self.plan.is_async or self.plan.on_ray):
             await self._work_in_slices(actor, todo, bar)
             return
-        for i in todo:
+        clock = time.perf_counter
+        deadline = clock() + TIME_SLICE
+        for count, i in enumerate(todo, 1):
+            started = clock()
             if self.stopping or not await self._run_one(actor, i, bar):
                 return
+            # A coroutine that never awaits never lets the event loop run:
+            # make room for the other tasks once a slice, and check for
+            # cancellation as the threads do (see ``_slice``).
+            now = clock()
+            if now >= deadline:
+                await anyio.lowlevel.checkpoint()
+                deadline = clock() + TIME_SLICE
+            elif now - started > _LONG_CALL or count % _CHECK_EVERY == 0:
+                await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def _run_one(self, actor: Any, i: int, bar: Any, failed: int = 0) -> bool:
         """Run call ``i``, ``failed`` attempts already made; say whether to go on."""
@@ -93,14 +114,71 @@ class Workers:
             self.stopping.append((i, exc))
             return False
         else:
-            self.outputs[i] = result
-            if self.store is not None:
-                self.store.record(i, result)
-            if self.emit is not None:
-                self.emit(i, result)
+            self._completed(i, result)
         if bar is not None:
             bar.update()
         return True
+
+    def _completed(self, i: int, result: Any) -> None:
+        """Keep the result of call ``i``: in the outputs and the checkpoint."""
+        self.outputs[i] = result
+        if self.store is not None:
+            self.store.record(i, result)
+        if self.emit is not None:
+            self.emit(i, result)
+
+    def _completed_many(self, indices: list[int], results: list[Any]) -> None:
+        """Keep the results of the calls ``indices`` (in ascending order)."""
+        if not indices:
+            return
+        first, outputs = indices[0], self.outputs
+        if indices[-1] - first + 1 == len(indices):  # a run of calls: at C speed
+            outputs[first : first + len(indices)] = results
+        else:
+            for i, result in zip(indices, results, strict=True):
+                outputs[i] = result
+        if self.store is not None:
+            self.store.record_many(indices, results)
+        if self.emit is not None:
+            for i, result in zip(indices, results, strict=True):
+                self.emit(i, result)
+
+    async def _work_in_batches(self, actor: Any, todo: Iterator[int], bar: Any) -> None:
+        """Send calls to the executor in batches (see ``_batches``).
+
+        Each batch's results are kept the moment it returns; its failures are
+        then retried one call at a time, or handled as ``errors`` says.
+        """
+        assert self.executor is not None
+        submit, func = self.executor.submit, actor.get_func()
+        # Whether a failure ends the run, and whether results must be pickled.
+        stop_at_failure = self._first_failure_stops
+        pickled = not isinstance(self.executor, ThreadPoolExecutor)
+        while not self.stopping:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            batch = list(islice(todo, self.batch_sizes.next_size()))
+            if not batch:
+                return
+            arguments = [self.plan.parameters[i] for i in batch]
+            async with self.limiter:
+                sent_at = time.perf_counter()
+                future = submit(run_batch, func, arguments, stop_at_failure, pickled)
+                sent = await wait_for_future(future)
+                # The round trip: what the batch cost, sending included.
+                seconds = time.perf_counter() - sent_at
+            outcome = unpack(sent)
+            ran, results = batch[: len(outcome.results)], outcome.results
+            self.batch_sizes.learn(len(ran), seconds)
+            if outcome.failures:  # keep the others' results first
+                failed = {position for position, _, _ in outcome.failures}
+                kept = [p for p in range(len(ran)) if p not in failed]
+                ran, results = [ran[p] for p in kept], [results[p] for p in kept]
+            self._completed_many(ran, results)
+            if bar is not None:
+                bar.update(len(ran))
+            for position, exc, _ in outcome.failures:
+                if not await self._after_failure(actor, batch[position], exc, bar):
+                    return
 
     async def _work_in_slices(self, actor: Any, todo: Iterator[int], bar: Any) -> None:
         """Run calls in a worker thread, many per trip, a time slice at a time.
@@ -183,8 +261,11 @@ class Workers:
 
     def _stops_the_run(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised by a call's first attempt, ends the run."""
-        if not isinstance(exc, Exception):
-            return True
+        return not isinstance(exc, Exception) or self._first_failure_stops
+
+    @property
+    def _first_failure_stops(self) -> bool:
+        """Whether the first failure of a call (an Exception) ends the run."""
         return self.plan.errors == "raise" and self.plan.retries == 0
 
     async def _after_failure(
@@ -242,10 +323,10 @@ class Workers:
                 actor.run, i, *args, limiter=self.limiter
             )
             return result
-        async with self.limiter:
-            # Unlike a thread, a coroutine can be cancelled: it has no result yet.
-            _, coroutine = actor.run(i, *args)
-            return await coroutine
+        # One call at a time per worker task: no limiter needed. Unlike a
+        # thread, a coroutine can be cancelled: it has no result yet.
+        _, coroutine = actor.run(i, *args)
+        return await coroutine
 
     def _note(self, i: int, exc: BaseException) -> None:
         exc.add_note(
