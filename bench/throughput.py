@@ -8,6 +8,7 @@ slow rows on process pools and Dask), and prints the ratio beside its target.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
 
@@ -105,6 +106,12 @@ def main() -> None:
                      f"{n / t_serial:,.0f} calls/s", f"{t_serial / t_ours:.2f}",
                      "(fraction of the loop)"))  # fmt: skip
 
+        t_gather, t_coro = coroutine_times(n)
+        rows.append((f"{n:,} tiny coroutines, chunk_size=2",
+                     f"{n / t_coro:,.0f} calls/s",
+                     f"{n / t_gather:,.0f} calls/s gather + Semaphore(2)",
+                     f"{t_gather / t_coro:.2f}", "(report)"))  # fmt: skip
+
         m = 100_000
         with ProcessPoolExecutor(2) as pool:
             pool_params, pool_xs = [[x] for x in range(m)], list(range(m))
@@ -117,7 +124,7 @@ def main() -> None:
                 chunk(tiny, pool_params, chunk_size=2, progress_bar=False,
                       executor=pool)  # fmt: skip
 
-            t_map, t_ours_pool = best(1, ex_map, ours_pool)
+            t_map, t_ours_pool = best(5, ex_map, ours_pool)
         row(f"{m:,} tiny calls, warm ProcessPoolExecutor(2)",
             f"{m / t_ours_pool:,.0f} calls/s",
             f"{m / t_map:,.0f} calls/s ex.map(chunksize=256)",
@@ -180,6 +187,32 @@ def main() -> None:
     widths = [max(len(r[k]) for r in [header, *rows]) for k in range(5)]
     for r in [header, tuple("-" * w for w in widths), *rows]:
         print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+async def tiny_coroutine(x: int) -> int:
+    return x + 1
+
+
+def coroutine_times(n: int) -> tuple[float, float]:
+    """Best times of ``asyncio.gather`` under a semaphore, and of ``achunk``."""
+    params = [[x] for x in range(n)]
+
+    async def gather() -> None:
+        semaphore = asyncio.Semaphore(2)
+
+        async def one(args: list[int]) -> int:
+            async with semaphore:
+                return await tiny_coroutine(*args)
+
+        await asyncio.gather(*(one(args) for args in params))
+
+    async def ours() -> None:
+        await achunk(tiny_coroutine, params, chunk_size=2, progress_bar=False)
+
+    t_gather, t_ours = best(
+        5, lambda: asyncio.run(gather()), lambda: asyncio.run(ours())
+    )
+    return t_gather, t_ours
 
 
 def cancel_latency(path: Path) -> float:

@@ -13,7 +13,10 @@ import os
 import pickle
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import add
 from typing import Any
 
 from ._pickling import PROTOCOL, Pickler
@@ -21,6 +24,7 @@ from ._pickling import PROTOCOL, Pickler
 __all__ = [
     "FRAME_HEAD_SIZE",
     "META",
+    "PLAIN_TYPES",
     "Appender",
     "DamagedFrame",
     "Record",
@@ -28,6 +32,7 @@ __all__ = [
     "decode_frame",
     "decode_record",
     "opening",
+    "plain_frames",
     "scan_frames",
     "write_at",
 ]
@@ -122,6 +127,14 @@ class Appender:
         else:
             self.write_at(head, start)
 
+    def frames(self, data: bytes) -> None:
+        """Write frames made whole elsewhere (see :func:`plain_frames`)."""
+        if len(data) < _DIRECT:
+            self.pending += data
+        else:
+            self.flush()
+            self.flushed = self.write_at(data, self.flushed)
+
     def rewind(self, start: int) -> None:
         """Drop what was written from ``start`` on: it is written over next."""
         if start >= self.flushed:
@@ -136,6 +149,27 @@ class Appender:
         except OSError:
             self.io_error = True
             raise
+
+
+PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
+"""Types whose pickles are the same from any pickler, and always load."""
+
+
+def plain_frames(
+    indices: Sequence[int], results: Sequence[Any], written_at: float
+) -> bytes:
+    """The frames of results whose types are all in :data:`PLAIN_TYPES`.
+
+    Byte for byte what :meth:`Appender.frame` writes, but made with C loops
+    only: a few hundred nanoseconds a result instead of over a microsecond.
+    """
+    metas = list(map(META.pack, indices, repeat(written_at)))
+    pickles = list(map(pickle.dumps, results, repeat(PROTOCOL)))
+    checksums = map(zlib.crc32, pickles, map(zlib.crc32, metas))
+    # The length of a BINBYTES8 payload: checksum, meta, then the pickle.
+    lengths = map(add, map(len, pickles), repeat(4 + META.size))
+    heads = map(_HEAD.pack, repeat(pickle.BINBYTES8), lengths, checksums)
+    return b"".join(chain.from_iterable(zip(heads, metas, pickles, strict=True)))
 
 
 def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:

@@ -34,10 +34,12 @@ from ._equality import same
 from ._frames import (
     FRAME_HEAD_SIZE,
     META,
+    PLAIN_TYPES,
     Appender,
     Record,
     Scan,
     decode_record,
+    plain_frames,
     scan_frames,
     write_at,
 )
@@ -107,14 +109,10 @@ class Journal:
         written_at = time.time()
         unpicklable: list[int] = []
         try:
-            pack, frame = META.pack, appender.frame
-            for i, result in zip(indices, results, strict=True):
-                try:
-                    frame(result, pack(i, written_at))
-                except Exception:
-                    if appender.io_error:
-                        raise
-                    unpicklable.append(i)  # the frame took itself back
+            if set(map(type, results)) <= PLAIN_TYPES:  # the usual tiny results
+                appender.frames(plain_frames(indices, results, written_at))
+            else:
+                unpicklable = self._frame_each(appender, indices, results, written_at)
             appender.flush()
             if appender.offset < os.fstat(self._fd).st_size:
                 os.ftruncate(self._fd, appender.offset)  # a rewound frame's bytes
@@ -123,6 +121,25 @@ class Journal:
             os.ftruncate(self._fd, self._end)
             raise
         self._end = appender.offset
+        return unpicklable
+
+    @staticmethod
+    def _frame_each(
+        appender: Appender,
+        indices: Sequence[int],
+        results: Sequence[Any],
+        written_at: float,
+    ) -> list[int]:
+        """Frame results one by one; return the indices of the unpicklable."""
+        unpicklable: list[int] = []
+        pack, frame = META.pack, appender.frame
+        for i, result in zip(indices, results, strict=True):
+            try:
+                frame(result, pack(i, written_at))
+            except Exception:
+                if appender.io_error:
+                    raise
+                unpicklable.append(i)  # the frame took itself back
         return unpicklable
 
     def deleted(self) -> bool:

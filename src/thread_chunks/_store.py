@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,9 +55,9 @@ class CheckpointStore:
         self._journal = journal
         self._file_lock = lock
         self._every = checkpoint_every
-        self._queue_lock = threading.Lock()
-        self._queued_indices: list[int] = []
-        self._queued_results: list[Any] = []
+        self._queue: deque[tuple[int, Any]] = deque()
+        """``(index, result)`` pairs to write: any thread appends, without a
+        lock (a deque's appends and pops are atomic); the writer pops."""
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._write_lock = anyio.Lock()
@@ -92,17 +93,13 @@ class CheckpointStore:
 
     def record(self, index: int, result: Any) -> None:
         """Queue a completed result for the next write. Never blocks on the disk."""
-        with self._queue_lock:
-            self._queued_indices.append(index)
-            self._queued_results.append(result)
+        self._queue.append((index, result))
         if not self._wakeup.is_set():  # one wake-up for all the results queued
             self._wakeup.set()
 
     def record_many(self, indices: list[int], results: list[Any]) -> None:
         """Queue several completed results at once, as :meth:`record` does."""
-        with self._queue_lock:
-            self._queued_indices += indices
-            self._queued_results += results
+        self._queue.extend(zip(indices, results, strict=True))
         if not self._wakeup.is_set():
             self._wakeup.set()
 
@@ -155,11 +152,11 @@ class CheckpointStore:
             self._stopping.wait(max(self._every, MIN_WRITE_GAP))
 
     def _write_queued(self) -> None:
-        with self._queue_lock:
-            indices, results = self._queued_indices, self._queued_results
-            self._queued_indices, self._queued_results = [], []
-        if not indices:
+        queue = self._queue
+        pairs = [queue.popleft() for _ in range(len(queue))]
+        if not pairs:
             return
+        indices, results = (list(column) for column in zip(*pairs, strict=True))
         assert self._journal is not None
         try:
             if self._journal.deleted():
@@ -169,9 +166,7 @@ class CheckpointStore:
             # A full disk may still hold some of them: save what fits, one by
             # one, and keep the others for the next write.
             written, unpicklable = self._append_what_fits(indices, results)
-            with self._queue_lock:
-                self._queued_indices[:0] = indices[written:]
-                self._queued_results[:0] = results[written:]
+            self._queue.extendleft(reversed(pairs[written:]))
             indices, results = indices[:written], results[:written]
             self._notify(
                 "write",
