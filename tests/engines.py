@@ -85,3 +85,10 @@ def raise_unpicklable_on(x: int, bad: int) -> int:
     if x == bad:
         raise HoldsALock(f"bad input {x}")
     return x
+
+
+def exit_on(x: int, bad: int) -> int:
+    """End the worker process abruptly when ``x == bad``, as a crash would."""
+    if x == bad:
+        os._exit(1)
+    return x

@@ -5,9 +5,9 @@ A submission to a process pool or a cluster costs far more than a tiny call
 submitted task runs a batch of calls one after another in the remote worker
 and sends their results back together. The first batch holds one call; then
 :class:`BatchSizes` aims each batch at about :data:`TARGET` seconds of calls,
-learning from the time the last batches took in the worker, like joblib's
-automatic batching. :func:`run_batch` is what runs remotely: it imports
-nothing beyond the standard library and our pickler.
+learning from the time the last batches took, like joblib's automatic
+batching. :func:`run_batch` is what runs remotely, so the workers import
+thread_chunks (as they import the module of the function they run).
 """
 
 from __future__ import annotations
@@ -20,7 +20,15 @@ from typing import Any, NamedTuple
 
 from ._pickling import dumps
 
-__all__ = ["TARGET", "Batch", "BatchSizes", "RemoteTraceback", "run_batch", "unpack"]
+__all__ = [
+    "TARGET",
+    "Batch",
+    "BatchSizes",
+    "RemoteTraceback",
+    "queues_safely",
+    "run_batch",
+    "unpack",
+]
 
 TARGET = 0.1
 """Seconds of calls a batch aims at. Between 0.05 and 0.2 s the size stays as
@@ -124,6 +132,19 @@ def _sendable(exc: BaseException) -> BaseException:
         )
         return stand_in
     return exc
+
+
+def queues_safely(executor: object, chunk_size: int) -> bool:
+    """Whether a batch may wait in ``executor``'s queue behind a running one.
+
+    Only if the executor has no more workers than ``chunk_size``: then a
+    queued batch cannot start early on an idle worker, and no more than
+    ``chunk_size`` calls ever run at once. The standard library's pools and
+    loky's say how many workers they have; other executors run one batch per
+    worker task at a time.
+    """
+    workers = getattr(executor, "_max_workers", None)
+    return type(workers) is int and workers <= chunk_size
 
 
 class BatchSizes:

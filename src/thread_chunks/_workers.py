@@ -13,34 +13,23 @@ import reprlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from itertools import islice
+from concurrent.futures import Executor
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._actors import LabelledActor
-from ._batches import BatchSizes, run_batch, unpack
-from ._executor import call_in_executor, wait_for_future
+from ._batches import BatchSizes
+from ._executor import call_in_executor
 from ._failure import CallFailure
 from ._plan import Plan
 from ._ray import call_ray_actor
+from ._sending import work_in_batches
+from ._slices import CHECK_EVERY, LONG_CALL, TIME_SLICE, work_in_slices
 from ._store import CheckpointStore
 
-__all__ = ["TIME_SLICE", "CallsFailed", "Emit", "Workers"]
-
-TIME_SLICE = 0.005
-"""Seconds of calls that a worker thread runs per trip from the event loop.
-
-A trip costs about 70 µs here: over 5 ms it is under 2% of the time, while
-the progress bar still moves every 5 ms. Cancellation is checked within the
-slice (see ``_slice``)."""
-
-_LONG_CALL = 0.00002  # seconds: after a call this long, check for cancellation
-_CHECK_EVERY = 32  # and after every so many tiny calls
+__all__ = ["CallsFailed", "Emit", "Workers"]
 
 Emit = Callable[[int, Any], None]
 """Called on the event loop with ``(index, result)`` as each call completes
@@ -71,7 +60,8 @@ class Workers:
         self.emit = emit
         self.limiter = anyio.CapacityLimiter(plan.chunk_size)
         self.stopping: list[tuple[int, BaseException]] = []
-        self._todo_lock = threading.Lock()  # worker threads share ``todo``
+        self.todo_lock = threading.Lock()
+        """Held by a worker thread taking the next index from ``todo``."""
         self.halted = False
         """Set (from any thread) when no further call may start."""
         self.deferred: list[tuple[int, Exception]] = []
@@ -80,10 +70,10 @@ class Workers:
     async def work(self, actor: Any, todo: Iterator[int], bar: Any) -> None:
         """Take the next index from the shared ``todo`` until none is left."""
         if self.executor is not None:
-            await self._work_in_batches(actor, todo, bar)
+            await work_in_batches(self, actor, todo, bar)
             return
         if not (self.plan.is_async or self.plan.on_ray):
-            await self._work_in_slices(actor, todo, bar)
+            await work_in_slices(self, actor, todo, bar)
             return
         clock = time.perf_counter
         deadline = clock() + TIME_SLICE
@@ -93,12 +83,12 @@ class Workers:
                 return
             # A coroutine that never awaits never lets the event loop run:
             # make room for the other tasks once a slice, and check for
-            # cancellation as the threads do (see ``_slice``).
+            # cancellation as the threads do (see ``run_slice``).
             now = clock()
             if now >= deadline:
                 await anyio.lowlevel.checkpoint()
                 deadline = clock() + TIME_SLICE
-            elif now - started > _LONG_CALL or count % _CHECK_EVERY == 0:
+            elif now - started > LONG_CALL or count % CHECK_EVERY == 0:
                 await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def _run_one(self, actor: Any, i: int, bar: Any, failed: int = 0) -> bool:
@@ -127,7 +117,7 @@ class Workers:
         if self.emit is not None:
             self.emit(i, result)
 
-    def _completed_many(self, indices: list[int], results: list[Any]) -> None:
+    def completed_many(self, indices: list[int], results: list[Any]) -> None:
         """Keep the results of the calls ``indices`` (in ascending order)."""
         if not indices:
             return
@@ -143,132 +133,16 @@ class Workers:
             for i, result in zip(indices, results, strict=True):
                 self.emit(i, result)
 
-    async def _work_in_batches(self, actor: Any, todo: Iterator[int], bar: Any) -> None:
-        """Send calls to the executor in batches (see ``_batches``).
-
-        Each batch's results are kept the moment it returns; its failures are
-        then retried one call at a time, or handled as ``errors`` says.
-        """
-        assert self.executor is not None
-        submit, func = self.executor.submit, actor.get_func()
-        # Whether a failure ends the run, and whether results must be pickled.
-        stop_at_failure = self._first_failure_stops
-        pickled = not isinstance(self.executor, ThreadPoolExecutor)
-        while not self.stopping:
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            batch = list(islice(todo, self.batch_sizes.next_size()))
-            if not batch:
-                return
-            arguments = [self.plan.parameters[i] for i in batch]
-            async with self.limiter:
-                sent_at = time.perf_counter()
-                future = submit(run_batch, func, arguments, stop_at_failure, pickled)
-                sent = await wait_for_future(future)
-                # The round trip: what the batch cost, sending included.
-                seconds = time.perf_counter() - sent_at
-            outcome = unpack(sent)
-            ran, results = batch[: len(outcome.results)], outcome.results
-            self.batch_sizes.learn(len(ran), seconds)
-            if outcome.failures:  # keep the others' results first
-                failed = {position for position, _, _ in outcome.failures}
-                kept = [p for p in range(len(ran)) if p not in failed]
-                ran, results = [ran[p] for p in kept], [results[p] for p in kept]
-            self._completed_many(ran, results)
-            if bar is not None:
-                bar.update(len(ran))
-            for position, exc, _ in outcome.failures:
-                if not await self._after_failure(actor, batch[position], exc, bar):
-                    return
-
-    async def _work_in_slices(self, actor: Any, todo: Iterator[int], bar: Any) -> None:
-        """Run calls in a worker thread, many per trip, a time slice at a time.
-
-        A trip to a worker thread and back costs tens of microseconds: more
-        than a tiny call. So the thread runs call after call until
-        :data:`TIME_SLICE` has passed, then returns to the event loop, which
-        moves the progress bar. A call longer than the slice ends its trip
-        alone, as before.
-        """
-        while not self.stopping:
-            try:
-                completed, failure, exhausted = await anyio.to_thread.run_sync(
-                    self._slice, actor, todo, limiter=self.limiter
-                )
-            except anyio.get_cancelled_exc_class():
-                self.halted = True  # the other slices end after their call
-                raise
-            if self.emit is not None:
-                for i, result in completed:
-                    self.emit(i, result)
-            if bar is not None and completed:
-                bar.update(len(completed))
-            if failure is not None:
-                i, exc = failure
-                if not await self._after_failure(actor, i, exc, bar):
-                    return
-            if exhausted:
-                return
-
-    def _slice(
-        self, actor: Any, todo: Iterator[int]
-    ) -> tuple[list[tuple[int, Any]], tuple[int, BaseException] | None, bool]:
-        """In a worker thread: run calls until the slice is used up.
-
-        Returns the calls completed (already in the outputs and handed to the
-        checkpoint), the failure that ended the slice, if any, and whether no
-        call is left to start.
-        """
-        parameters, outputs, store = self.plan.parameters, self.outputs, self.store
-        record = None if store is None else store.record
-        # A plain LabelledActor only calls its function: call it directly.
-        func = actor.get_func() if type(actor) is LabelledActor else None
-        completed: list[tuple[int, Any]] = []
-        clock, lock = time.perf_counter, self._todo_lock
-        check_cancelled = anyio.from_thread.check_cancelled
-        deadline = clock() + TIME_SLICE
-        while not (self.halted or self.stopping):
-            with lock:
-                i = next(todo, None)
-            if i is None:
-                return completed, None, True
-            started = clock()
-            try:
-                if func is not None:
-                    result = func(*parameters[i])
-                else:
-                    _, result = actor.run(i, *parameters[i])
-            except BaseException as exc:  # handled on the event loop
-                if self._stops_the_run(exc):
-                    self.halted = True  # no other slice starts a call now
-                return completed, (i, exc), False
-            outputs[i] = result
-            if record is not None:
-                record(i, result)
-            completed.append((i, result))
-            now = clock()
-            # Cancellation and Ctrl-C: checked after any call that took a
-            # while (the run may have been cancelled meanwhile), and every
-            # few tiny ones, so that no call starts once they are seen.
-            if now - started > _LONG_CALL or len(completed) % _CHECK_EVERY == 0:
-                try:
-                    check_cancelled()
-                except BaseException:
-                    self.halted = True
-                    break
-            if now >= deadline:
-                break
-        return completed, None, False
-
-    def _stops_the_run(self, exc: BaseException) -> bool:
+    def stops_the_run(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised by a call's first attempt, ends the run."""
-        return not isinstance(exc, Exception) or self._first_failure_stops
+        return not isinstance(exc, Exception) or self.first_failure_stops
 
     @property
-    def _first_failure_stops(self) -> bool:
+    def first_failure_stops(self) -> bool:
         """Whether the first failure of a call (an Exception) ends the run."""
         return self.plan.errors == "raise" and self.plan.retries == 0
 
-    async def _after_failure(
+    async def after_failure(
         self, actor: Any, i: int, exc: BaseException, bar: Any
     ) -> bool:
         """Retry call ``i``, which raised ``exc`` once; return whether to go on."""
