@@ -6,19 +6,14 @@ submitted task runs a batch of calls one after another in the remote worker
 and sends their results back together. The first batch holds one call; then
 :class:`BatchSizes` aims each batch at about :data:`TARGET` seconds of calls,
 learning from the time the last batches took, like joblib's automatic
-batching. :func:`run_batch` is what runs remotely, so the workers import
-thread_chunks (as they import the module of the function they run).
+batching. What runs in the worker is in ``_remote``.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
-import traceback
-from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
-
-from ._pickling import dumps
 
 __all__ = [
     "TARGET",
@@ -26,7 +21,6 @@ __all__ = [
     "BatchSizes",
     "RemoteTraceback",
     "queues_safely",
-    "run_batch",
     "unpack",
 ]
 
@@ -42,7 +36,7 @@ _SHORTEST = 0.005  # seconds: the even shares of the last calls are no shorter
 
 
 class Batch(NamedTuple):
-    """What a batch sends back: one result per call it ran, and its failures."""
+    """What a batch sent back: one result per call it ran, and its failures."""
 
     results: list[Any]
     """The results in order; ``None`` where the call failed."""
@@ -57,81 +51,13 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.args[0]}"""'
 
 
-def run_batch(
-    func: Callable[..., Any],
-    arguments: Sequence[Sequence[Any]],
-    stop_at_failure: bool,
-    pickled: bool,
-) -> Batch | bytes:
-    """In the worker: call ``func(*args)`` for each ``args``, in order.
-
-    A failure stops the batch when ``stop_at_failure`` is true (the run stops
-    at it) or when it is not an :class:`Exception`; otherwise the next call
-    goes on. When ``pickled``, the batch comes back pickled by us, so that a
-    result that cannot be sent back fails its own call only.
-    """
-    results: list[Any] = []
-    failures: list[tuple[int, BaseException, str]] = []
-    for position, args in enumerate(arguments):
-        try:
-            results.append(func(*args))
-        except BaseException as exc:
-            results.append(None)
-            text = traceback.format_exc() if pickled else ""
-            failures.append((position, exc, text))
-            if stop_at_failure or not isinstance(exc, Exception):
-                break
-    batch = Batch(results, failures)
-    return _pickle(batch) if pickled else batch
-
-
-def unpack(sent: Batch | bytes) -> Batch:
-    """The :class:`Batch` that :func:`run_batch` returned, with remote tracebacks."""
-    batch = pickle.loads(sent) if isinstance(sent, bytes) else sent
+def unpack(sent: Any) -> Batch:
+    """The :class:`Batch` that ``run_batch`` sent back, with remote tracebacks."""
+    batch = Batch(*(pickle.loads(sent) if isinstance(sent, bytes) else sent))
     for _, exc, text in batch.failures:
         if text and exc.__cause__ is None:
             exc.__cause__ = RemoteTraceback(text)
     return batch
-
-
-def _pickle(batch: Batch) -> bytes:
-    failures = [(p, _sendable(exc), text) for p, exc, text in batch.failures]
-    try:
-        return dumps(batch._replace(failures=failures))
-    except Exception:
-        pass
-    # Slow path: find the results that cannot be pickled; each fails its call.
-    results = list(batch.results)
-    for position, result in enumerate(results):
-        try:
-            dumps(result)
-        except Exception as exc:
-            results[position] = None
-            error = TypeError(
-                f"the result of this call cannot be pickled to be sent back from "
-                f"the worker ({type(exc).__name__}: {exc}); return something "
-                f"that pickle or cloudpickle can serialise"
-            )
-            failures.append((position, error, ""))
-    failures.sort(key=lambda failure: failure[0])
-    return dumps(Batch(results, failures))
-
-
-def _sendable(exc: BaseException) -> BaseException:
-    """``exc``, or a stand-in if it would not survive the trip back."""
-    try:
-        pickle.loads(dumps(exc))
-    except Exception as error:
-        stand_in = RuntimeError(
-            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
-        )
-        stand_in.add_note(
-            f"the call raised the exception above, which cannot be sent back "
-            f"from the worker ({type(error).__name__}: {error}); make it "
-            f"picklable to see it as it is"
-        )
-        return stand_in
-    return exc
 
 
 def queues_safely(executor: object, chunk_size: int) -> bool:

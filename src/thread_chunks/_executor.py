@@ -8,6 +8,7 @@ progress bar exactly as with threads.
 from __future__ import annotations
 
 import pickle
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import (
@@ -25,8 +26,6 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import cloudpickle
-
-from ._signals import ignore_sigint
 
 __all__ = [
     "PROCESSES",
@@ -107,7 +106,9 @@ async def opened_executor(
     pool = partial(
         _import_loky().ProcessPoolExecutor,
         max_workers=chunk_size,
-        initializer=ignore_sigint,
+        # ignore_sigint, made of the standard library only, so that the
+        # workers need not import thread_chunks (see ``_remote``).
+        initializer=partial(signal.signal, signal.SIGINT, signal.SIG_IGN),
     )
     created: Executor = await anyio.to_thread.run_sync(pool)
     try:

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
-from ._batches import queues_safely, run_batch, unpack
+from ._batches import queues_safely, unpack
 from ._executor import wait_for_future
+from ._remote import run_batch
 
 if TYPE_CHECKING:
     from ._workers import Workers

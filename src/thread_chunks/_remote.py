@@ -1,0 +1,100 @@
+"""What runs in the worker of an executor: a batch of calls, one after another.
+
+This module is sent to the workers by value when the executor uses cloudpickle
+(loky, Dask), so that they need not import thread_chunks (over 0.1 s for a
+fresh process): it uses the standard library only, and cloudpickle where the
+standard pickle fails. Executors that use the standard pickle import it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cloudpickle
+
+__all__ = ["run_batch"]
+
+Failure = tuple[int, BaseException, str]
+"""``(position in the batch, exception, traceback text)``."""
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def run_batch(
+    func: Callable[..., Any],
+    arguments: Sequence[Sequence[Any]],
+    stop_at_failure: bool,
+    pickled: bool,
+) -> tuple[list[Any], list[Failure]] | bytes:
+    """In the worker: call ``func(*args)`` for each ``args``, in order.
+
+    A failure stops the batch when ``stop_at_failure`` is true (the run stops
+    at it) or when it is not an :class:`Exception`; otherwise the next call
+    goes on. When ``pickled``, the batch comes back pickled by us, so that a
+    result that cannot be sent back fails its own call only.
+    """
+    results: list[Any] = []
+    failures: list[Failure] = []
+    for position, args in enumerate(arguments):
+        try:
+            results.append(func(*args))
+        except BaseException as exc:
+            results.append(None)
+            text = traceback.format_exc() if pickled else ""
+            failures.append((position, exc, text))
+            if stop_at_failure or not isinstance(exc, Exception):
+                break
+    return _pickle(results, failures) if pickled else (results, failures)
+
+
+def _pickle(results: list[Any], failures: list[Failure]) -> bytes:
+    failures = [(p, _sendable(exc), text) for p, exc, text in failures]
+    try:
+        return _dumps((results, failures))
+    except Exception:
+        pass
+    # Slow path: find the results that cannot be pickled; each fails its call.
+    results = list(results)
+    for position, result in enumerate(results):
+        try:
+            _dumps(result)
+        except Exception as exc:
+            results[position] = None
+            error = TypeError(
+                f"the result of this call cannot be pickled to be sent back from "
+                f"the worker ({type(exc).__name__}: {exc}); return something "
+                f"that pickle or cloudpickle can serialise"
+            )
+            failures.append((position, error, ""))
+    failures.sort(key=lambda failure: failure[0])
+    return _dumps((results, failures))
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    """``exc``, or a stand-in if it would not survive the trip back."""
+    try:
+        pickle.loads(_dumps(exc))
+    except Exception as error:
+        stand_in = RuntimeError(
+            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        )
+        stand_in.add_note(
+            f"the call raised the exception above, which cannot be sent back "
+            f"from the worker ({type(error).__name__}: {error}); make it "
+            f"picklable to see it as it is"
+        )
+        return stand_in
+    return exc
+
+
+def _dumps(obj: Any) -> bytes:
+    """Pickle ``obj``: by reference where the standard pickle can, else by value."""
+    try:
+        return pickle.dumps(obj, protocol=5)
+    except Exception:
+        data: bytes = cloudpickle.dumps(obj, protocol=5)
+        return data
