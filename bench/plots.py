@@ -8,11 +8,14 @@ afresh, on this machine, and prints the numbers it plots.
    way thread-chunks 1.x saved (the whole checkpoint rewritten after each result).
 2. ``threads-vs-processes.png``: eight pure-Python calls of about 0.5 s, on
    threads and on ``executor="processes"``, for ``chunk_size`` 1 and 2.
+3. ``tiny-calls.png``: calls per second of tiny calls, thread-chunks beside
+   each baseline of ``bench/throughput.py``.
 """
 
 from __future__ import annotations
 
 import pickle
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ import matplotlib.pyplot as plt
 from checkpoint import Workdir, chunked, io_counters, tiny
 from engines import calibrate, seconds, spin
 from thread_chunks import chunk
+from throughput import Scratch, rates
 
 STATIC = Path(__file__).parent.parent / "docs" / "_static"
 
@@ -119,6 +123,33 @@ def threads_vs_processes() -> None:
     figure.savefig(STATIC / "threads-vs-processes.png", dpi=110)
 
 
+def tiny_calls() -> None:
+    scratch = Scratch()
+    try:
+        measured = rates(scratch)
+    finally:
+        shutil.rmtree(scratch.root)
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    rows = range(len(measured))
+    ours = axes.barh([r - 0.2 for r in rows], [m.ours for m in measured],
+                     height=0.4, color="#fc8d62", label="thread-chunks")  # fmt: skip
+    base = axes.barh([r + 0.2 for r in rows], [m.baseline for m in measured],
+                     height=0.4, color="#8da0cb", label="baseline")  # fmt: skip
+    axes.bar_label(ours, fmt="{:,.0f}", padding=3, fontsize=7)
+    axes.bar_label(base, labels=[m.baseline_name for m in measured], padding=3,
+                   fontsize=7)  # fmt: skip
+    axes.set_yticks(list(rows), [m.what for m in measured], fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xscale("log")
+    axes.set_xlim(right=max(m.baseline for m in measured) * 20)
+    axes.set(xlabel="calls per second (log scale)", title="Tiny calls, 2 cores")
+    axes.legend(loc="lower right", fontsize=8)
+    for m in measured:
+        print(f"{m.what}: {m.ours:,.0f} calls/s, {m.baseline_name} {m.baseline:,.0f}")
+    figure.tight_layout()
+    figure.savefig(STATIC / "tiny-calls.png", dpi=110)
+
+
 def main() -> None:
     STATIC.mkdir(parents=True, exist_ok=True)
     work = Workdir()
@@ -127,6 +158,7 @@ def main() -> None:
     finally:
         work.remove()
     threads_vs_processes()
+    tiny_calls()
     started = time.strftime("%Y-%m-%d")
     print(f"figures written to {STATIC} on {started}")
 

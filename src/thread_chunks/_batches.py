@@ -20,7 +20,6 @@ __all__ = [
     "Batch",
     "BatchSizes",
     "RemoteTraceback",
-    "queues_safely",
     "unpack",
 ]
 
@@ -60,27 +59,14 @@ def unpack(sent: Any) -> Batch:
     return batch
 
 
-def queues_safely(executor: object, chunk_size: int) -> bool:
-    """Whether a batch may wait in ``executor``'s queue behind a running one.
-
-    Only if the executor has no more workers than ``chunk_size``: then a
-    queued batch cannot start early on an idle worker, and no more than
-    ``chunk_size`` calls ever run at once. The standard library's pools and
-    loky's say how many workers they have; other executors run one batch per
-    worker task at a time.
-    """
-    workers = getattr(executor, "_max_workers", None)
-    return type(workers) is int and workers <= chunk_size
-
-
 class BatchSizes:
     """How many calls the next batch takes, learnt from the batches so far.
 
     Starts at one call. A batch shorter than ``TARGET / 2`` makes the next
     ones larger (at most ``_GROWTH`` times), one longer than ``TARGET * 2``
-    makes them smaller. No batch takes more than an even share of the calls
-    left (unless that share would take under ``_SHORTEST`` seconds), so the
-    last calls spread over all the workers.
+    makes them smaller. No batch takes more than half an even share of the
+    calls left (unless that would take under ``_SHORTEST`` seconds), so that
+    the last calls spread over all the workers and they finish together.
     """
 
     def __init__(self, calls: int, workers: int) -> None:
@@ -91,7 +77,7 @@ class BatchSizes:
 
     def next_size(self) -> int:
         """The size of the next batch; counts its calls as taken."""
-        share = max(math.ceil(self.left / self.workers), self.shortest)
+        share = max(math.ceil(self.left / (2 * self.workers)), self.shortest)
         size = max(min(self.size, share), 1)
         self.left -= size
         return size

@@ -132,24 +132,17 @@ async def call_in_executor(
     return await wait_for_future(executor.submit(func, *args))
 
 
-async def wait_for_future(
-    future: Future[Any],
-    withdraw: bool = True,
-    on_cancel: Callable[[], object] | None = None,
-) -> Any:
+async def wait_for_future(future: Future[Any], withdraw: bool = True) -> Any:
     """Wait for ``future`` without blocking a thread and return its result.
 
-    On cancellation ``on_cancel`` is called first, if given; then a future
-    still queued is cancelled (unless ``withdraw`` is false: the future cannot
-    tell whether its call runs); one that is running is waited for, shielded,
-    and its result returned so that it can be saved.
+    On cancellation a future still queued is cancelled (unless ``withdraw`` is
+    false: the future cannot tell whether its call runs); one that is running
+    is waited for, shielded, and its result returned so that it can be saved.
     """
     done = _done_event(future)
     try:
         await done.wait()
     except anyio.get_cancelled_exc_class():
-        if on_cancel is not None:
-            on_cancel()
         if withdraw and future.cancel():
             raise
         # Like anyio.to_thread.run_sync: a started call is waited for and its
