@@ -177,8 +177,8 @@ def test_batch_sizes_share_the_last_calls_between_the_workers() -> None:
     sizes = BatchSizes(calls=100, workers=2)
     assert sizes.next_size() == 1
     sizes.learn(1, TARGET / 100)  # aim at 100 calls a batch, 5 at the least
-    # A quarter of what is left each time (half a share), down to 5 calls.
-    assert [sizes.next_size() for _ in range(7)] == [25, 19, 14, 11, 8, 6, 5]
+    # Half of what is left each time (an even share), down to 5 calls.
+    assert [sizes.next_size() for _ in range(5)] == [50, 25, 12, 6, 5]
 
 
 def test_a_stop_keeps_every_result_computed_in_the_batches_in_flight(

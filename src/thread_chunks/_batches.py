@@ -64,9 +64,9 @@ class BatchSizes:
 
     Starts at one call. A batch shorter than ``TARGET / 2`` makes the next
     ones larger (at most ``_GROWTH`` times), one longer than ``TARGET * 2``
-    makes them smaller. No batch takes more than half an even share of the
-    calls left (unless that would take under ``_SHORTEST`` seconds), so that
-    the last calls spread over all the workers and they finish together.
+    makes them smaller. No batch takes more than an even share of the calls
+    left (unless that would take under ``_SHORTEST`` seconds), so that the
+    last calls spread over all the workers and they finish together.
     """
 
     def __init__(self, calls: int, workers: int) -> None:
@@ -77,7 +77,7 @@ class BatchSizes:
 
     def next_size(self) -> int:
         """The size of the next batch; counts its calls as taken."""
-        share = max(math.ceil(self.left / (2 * self.workers)), self.shortest)
+        share = max(math.ceil(self.left / self.workers), self.shortest)
         size = max(min(self.size, share), 1)
         self.left -= size
         return size
