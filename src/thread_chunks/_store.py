@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from itertools import islice
 from typing import Any
 
 import anyio
@@ -59,6 +60,7 @@ class CheckpointStore:
         """``(index, result)`` pairs to write: any thread appends, without a
         lock (a deque's appends and pops are atomic); the writer pops."""
         self._wakeup = threading.Event()
+        self._failures_queued = False
         self._stopping = threading.Event()
         self._write_lock = anyio.Lock()
         """Held by the writer while the run goes on and while the file is
@@ -94,17 +96,21 @@ class CheckpointStore:
     def record(self, index: int, result: Any) -> None:
         """Queue a completed result for the next write. Never blocks on the disk."""
         self._queue.append((index, result))
+        self.wake()
+
+    def wake(self) -> None:
+        """Have the writer write what is queued."""
         if not self._wakeup.is_set():  # one wake-up for all the results queued
             self._wakeup.set()
 
     def record_many(self, indices: list[int], results: list[Any]) -> None:
         """Queue several completed results at once, as :meth:`record` does."""
         self._queue.extend(zip(indices, results, strict=True))
-        if not self._wakeup.is_set():
-            self._wakeup.set()
+        self.wake()
 
     def record_failure(self, index: int, failure: CallFailure) -> None:
         """Queue the failure of call ``index``: kept until the call succeeds."""
+        self._failures_queued = True  # some writes hold failures from now on
         self.record(-index - 1, tuple(failure))  # plain data, as the file keeps it
 
     @asynccontextmanager
@@ -153,10 +159,11 @@ class CheckpointStore:
 
     def _write_queued(self) -> None:
         queue = self._queue
-        pairs = [queue.popleft() for _ in range(len(queue))]
+        # Pop what is queued now, at C speed; workers may append meanwhile.
+        pairs = list(islice(iter(queue.popleft, None), len(queue)))
         if not pairs:
             return
-        indices, results = (list(column) for column in zip(*pairs, strict=True))
+        indices, results = zip(*pairs, strict=True)
         assert self._journal is not None
         try:
             if self._journal.deleted():
@@ -166,18 +173,18 @@ class CheckpointStore:
             # A full disk may still hold some of them: save what fits, one by
             # one, and keep the others for the next write.
             written, unpicklable = self._append_what_fits(indices, results)
-            self._queue.extendleft(reversed(pairs[written:]))
-            indices, results = indices[:written], results[:written]
+            queue.extendleft(reversed(pairs[written:]))
+            del pairs[written:]
             self._notify(
                 "write",
                 f"could not write checkpoint {self._journal.path!r} ({exc}); the "
                 "results are kept in memory and the write will be retried",
             )
         # Kept, to write it all again if the file is deleted.
-        saved = dict(zip(indices, results, strict=True))
+        saved = dict(pairs)
         for i in unpicklable:
             del saved[i]
-        if saved and min(saved) < 0:  # failures among them
+        if self._failures_queued and saved and min(saved) < 0:  # failures
             failures = {i: failure for i, failure in saved.items() if i < 0}
             self._checkpoint.failures.update(
                 {-i - 1: CallFailure(*failure) for i, failure in failures.items()}
@@ -193,7 +200,7 @@ class CheckpointStore:
             )
 
     def _append_what_fits(
-        self, indices: list[int], results: list[Any]
+        self, indices: Sequence[int], results: Sequence[Any]
     ) -> tuple[int, list[int]]:
         """Append one result at a time until a write fails; say how many went."""
         assert self._journal is not None
