@@ -1,8 +1,9 @@
 """Benchmark: how many tiny calls a second, against the standard library's pools.
 
 Run ``python bench/throughput.py``. Each row measures thread-chunks and its
-baseline in the same run, interleaved, best of five (best of one for the
-Dask row and the slow rows), and prints the ratio beside its target.
+baseline in the same run, interleaved, best of five (of three for the
+matmuls, of one for the Dask and sleep rows), and prints the ratio beside its
+target.
 ``bench/plots.py`` draws the calls-per-second rows from :func:`rates`.
 """
 
@@ -188,7 +189,7 @@ def main() -> None:
                 break
             size = int(size * 1.1) + 50
         (t_one,) = best(3, partial(matmul, size))
-        (t_mat,) = best(1, partial(chunk, matmul, [[size]] * 8, chunk_size=2,
+        (t_mat,) = best(3, partial(chunk, matmul, [[size]] * 8, chunk_size=2,
                                    progress_bar=False))  # fmt: skip
         ideal = 8 * t_one / 2
         row(f"8 numpy matmuls of {t_one:.2f} s, chunk_size=2", f"{t_mat:.3f} s",
