@@ -115,23 +115,23 @@ def test_a_failure_mid_batch_keeps_the_results_before_it(tmp_path: Path) -> None
     assert checkpoint.output[:1500] == list(range(1500))
 
 
-def test_failures_mid_batch_with_errors_return_keep_the_rest() -> None:
+@pytest.mark.parametrize(
+    ("func", "error", "message"),
+    [
+        (engines.fail_on, ValueError, "bad input 1500"),
+        (engines.unsendable_on, TypeError, "cannot be pickled to be sent back"),
+    ],
+)
+def test_a_failure_mid_batch_with_errors_return_fails_its_call_only(
+    func: Any, error: type[Exception], message: str
+) -> None:
     with ProcessPoolExecutor(2) as pool:
-        out = chunk(partial(engines.fail_on, bad=1500), [[x] for x in range(N)],
+        out = chunk(partial(func, bad=1500), [[x] for x in range(N)],
                     chunk_size=2, executor=pool, errors="return",
                     progress_bar=False)  # fmt: skip
-    assert isinstance(out[1500], ValueError)
+    assert isinstance(out[1500], error)
+    assert message in str(out[1500])
     assert out[:1500] + out[1501:] == [x for x in range(N) if x != 1500]
-
-
-def test_a_result_that_cannot_be_sent_back_fails_its_call_only() -> None:
-    with ProcessPoolExecutor(2) as pool:
-        out = chunk(partial(engines.unsendable_on, bad=700), [[x] for x in range(N)],
-                    chunk_size=2, executor=pool, errors="return",
-                    progress_bar=False)  # fmt: skip
-    assert isinstance(out[700], TypeError)
-    assert "cannot be pickled to be sent back" in str(out[700])
-    assert out[:700] + out[701:] == [x for x in range(N) if x != 700]
 
 
 def test_an_exception_that_cannot_be_sent_back_is_named() -> None:
