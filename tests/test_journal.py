@@ -261,3 +261,27 @@ def test_file_mode_follows_the_umask(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+PLAIN = [0, -1, 2**70, -(2**70), True, False, None, 0.0, -0.0, float("nan"),
+         float("inf"), 1 / 3, "", "é∑", "x" * 70_000, b"\x00" * 70_000]  # fmt: skip
+
+
+@given(st.lists(st.one_of(st.integers(), st.floats(), st.text(), st.binary(),
+                          st.booleans(), st.none()), max_size=20))  # fmt: skip
+@settings(max_examples=50, deadline=None)
+def test_plain_frames_are_byte_for_byte_the_framed_pickles(results: list[Any]) -> None:
+    import tempfile
+
+    from thread_chunks._frames import META, Appender, plain_frames
+
+    results = PLAIN + results
+    indices = list(range(len(results)))
+    with tempfile.TemporaryFile() as file:
+        appender = Appender(file.fileno(), 0)
+        for i, result in zip(indices, results, strict=True):
+            appender.frame(result, META.pack(i, 12.5))
+        appender.flush()
+        file.seek(0)
+        one_by_one = file.read()
+    assert plain_frames(indices, results, 12.5) == one_by_one

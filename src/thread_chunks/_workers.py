@@ -75,6 +75,12 @@ class Workers:
         if not (self.plan.is_async or self.plan.on_ray):
             await work_in_slices(self, actor, todo, bar)
             return
+        await self._work_one_at_a_time(actor, todo, bar)
+
+    async def _work_one_at_a_time(
+        self, actor: Any, todo: Iterator[int], bar: Any
+    ) -> None:
+        """Await one call after another: coroutines, and calls on Ray actors."""
         clock = time.perf_counter
         deadline = clock() + TIME_SLICE
         for count, i in enumerate(todo, 1):
