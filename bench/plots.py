@@ -15,7 +15,6 @@ afresh, on this machine, and prints the numbers it plots.
 from __future__ import annotations
 
 import pickle
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import matplotlib.pyplot as plt
 from checkpoint import Workdir, chunked, io_counters, tiny
 from engines import calibrate, seconds, spin
 from thread_chunks import chunk
-from throughput import Scratch, rates
+from throughput import rates
 
 STATIC = Path(__file__).parent.parent / "docs" / "_static"
 
@@ -124,11 +123,11 @@ def threads_vs_processes() -> None:
 
 
 def tiny_calls() -> None:
-    scratch = Scratch()
+    work = Workdir()
     try:
-        measured = rates(scratch)
+        measured = rates(work)
     finally:
-        shutil.rmtree(scratch.root)
+        work.remove()
     figure, axes = plt.subplots(figsize=(8, 4.5))
     rows = range(len(measured))
     ours = axes.barh([r - 0.2 for r in rows], [m.ours for m in measured],

@@ -18,8 +18,6 @@ import os
 # cores, not how one call's BLAS threads do. Before numpy is imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -30,6 +28,7 @@ from pathlib import Path
 import anyio
 import numpy as np
 
+from checkpoint import Workdir
 from thread_chunks import achunk, chunk
 
 
@@ -57,18 +56,6 @@ def best(runs: int, *sides: Callable[[], object]) -> list[float]:
     return times
 
 
-class Scratch:
-    """Fresh checkpoint paths on the project's disk (not tmpfs)."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="bench-", dir=Path(__file__).parent))
-        self.count = 0
-
-    def path(self) -> Path:
-        self.count += 1
-        return self.root / f"run{self.count}.pkl"
-
-
 @dataclass
 class Rate:
     """Calls per second of thread-chunks and of its baseline, in one row."""
@@ -80,7 +67,7 @@ class Rate:
     target: float | None  # the least ratio ours / baseline, if any
 
 
-def rates(scratch: Scratch) -> list[Rate]:
+def rates(work: Workdir) -> list[Rate]:
     """Measure the rows that compare calls per second."""
     n = 20_000
     params, xs = [[x] for x in range(n)], list(range(n))
@@ -93,7 +80,7 @@ def rates(scratch: Scratch) -> list[Rate]:
         chunk(tiny, params, chunk_size=2, progress_bar=False)
 
     def ours_path() -> None:
-        chunk(tiny, params, chunk_size=2, progress_bar=False, path=scratch.path())
+        chunk(tiny, params, chunk_size=2, progress_bar=False, path=work.fresh_path())
 
     def serial() -> None:
         [tiny(*args) for args in params]
@@ -165,9 +152,9 @@ def main() -> None:
             (what, ours, base, f"{ratio:.2f}", f"{target} {'ok' if met else 'MISSED'}")
         )
 
-    scratch = Scratch()
+    work = Workdir()
     try:
-        for rate in rates(scratch):
+        for rate in rates(work):
             ratio = rate.ours / rate.baseline
             ours, base = f"{rate.ours:,.0f} calls/s", f"{rate.baseline:,.0f} calls/s"
             base += f" {rate.baseline_name}"
@@ -195,11 +182,11 @@ def main() -> None:
         row(f"8 numpy matmuls of {t_one:.2f} s, chunk_size=2", f"{t_mat:.3f} s",
             f"ideal {ideal:.3f} s", ideal / t_mat, ">= 0.85")  # fmt: skip
 
-        latency = cancel_latency(scratch.path())
+        latency = cancel_latency(work.fresh_path())
         row("cancel 1,000,000 tiny calls with path= after 1.5 s",
             f"{latency:.3f} s to return", "", latency, "<= 0.25")  # fmt: skip
     finally:
-        shutil.rmtree(scratch.root)
+        work.remove()
 
     header = ("measure", "thread-chunks", "baseline", "ratio", "target")
     widths = [max(len(r[k]) for r in [header, *rows]) for k in range(5)]
