@@ -15,7 +15,7 @@ import pytest
 from tests import engines
 from tests.test_long_jobs import Flaky
 from thread_chunks import Checkpoint, chunk
-from thread_chunks._batches import (
+from thread_chunks._executor import (
     _GROWTH,
     TARGET,
     BatchSizes,

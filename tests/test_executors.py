@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from tests import engines
-from thread_chunks import Checkpoint, Chunker, LabelledActor, _batches, achunk, chunk
+from thread_chunks import Checkpoint, Chunker, LabelledActor, _executor, achunk, chunk
 
 
 def test_processes_run_lambdas() -> None:
@@ -137,7 +137,7 @@ class RecordingPool(ThreadPoolExecutor):
 async def test_cancellation_leaves_no_running_future_and_saves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_batches, "_GROWTH", 1)  # batches of one call each
+    monkeypatch.setattr(_executor, "_GROWTH", 1)  # batches of one call each
     path = tmp_path / "checkpoint.pkl"
     running = threading.Event()
     release = threading.Event()

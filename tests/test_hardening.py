@@ -308,7 +308,7 @@ def test_a_bit_flipped_anywhere_costs_at_most_the_damaged_result(
     original = tmp_path / "original.pkl"
     chunk(CountedAbs(), parameters, chunk_size=1, progress_bar=False, path=original)
     data = original.read_bytes()
-    from thread_chunks._frames import scan_frames
+    from thread_chunks._pickling import scan_frames
 
     header_end = scan_frames(data, 0).offsets[2]  # the summary, the header, then
     tail_start = data.rindex(b"tR.")

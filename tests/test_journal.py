@@ -273,7 +273,7 @@ PLAIN = [0, -1, 2**70, -(2**70), True, False, None, 0.0, -0.0, float("nan"),
 def test_plain_frames_are_byte_for_byte_the_framed_pickles(results: list[Any]) -> None:
     import tempfile
 
-    from thread_chunks._frames import META, Appender, plain_frames
+    from thread_chunks._pickling import META, Appender, plain_frames
 
     results = PLAIN + results
     indices = list(range(len(results)))

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from thread_chunks._equality import same, same_parameters
+from thread_chunks._identity import same, same_parameters
 from thread_chunks._pickling import dumps
 
 NAN = float("nan")
@@ -133,7 +133,7 @@ def test_other_inputs_never_match(a: Any, b: Any) -> None:
 def test_rows_sharing_one_large_array_compare_it_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from thread_chunks import _equality
+    from thread_chunks import _identity as _equality
 
     data = np.zeros(100_000)
     old = rebuilt([[data, i] for i in range(500)])

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import PARAMS, Counted, interrupted_run
 from thread_chunks import chunk, config
-from thread_chunks._progress import bar_class
+from thread_chunks._run import bar_class
 
 
 def test_bar_counts_every_call_and_closes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,24 +11,26 @@ Examples
 from typing import Any as _Any
 
 from ._actors import LabelledActor as LabelledActor
+from ._api import achunk as achunk
+from ._api import achunk_iter as achunk_iter
+from ._api import chunk as chunk
+from ._api import chunk_iter as chunk_iter
+from ._checkpoint import CallFailure as CallFailure
 from ._checkpoint import Checkpoint as Checkpoint
 from ._checkpoint import CheckpointFailedWarning as CheckpointFailedWarning
 from ._chunker import Chunker as Chunker
-from ._config import config as config
-from ._core import achunk as achunk
-from ._failure import CallFailure as CallFailure
+from ._host import ignore_sigint as ignore_sigint
+from ._options import config as config
 from ._report import Progress as Progress
 from ._report import progress as progress
-from ._signals import ignore_sigint as ignore_sigint
-from ._streaming import achunk_iter as achunk_iter
-from ._streaming import chunk_iter as chunk_iter
-from ._sync import chunk as chunk
+from ._run import CallsFailed as CallsFailed
 
 __version__ = "2.0.0.dev0"
 
 # Public objects say where users import them from (like trio does).
 for _obj in (
     CallFailure,
+    CallsFailed,
     Checkpoint,
     CheckpointFailedWarning,
     Chunker,
@@ -58,6 +60,7 @@ def __getattr__(name: str) -> _Any:
 
 __all__ = [
     "CallFailure",
+    "CallsFailed",
     "Checkpoint",
     "CheckpointFailedWarning",
     "Chunker",

@@ -1,11 +1,47 @@
-"""Worker objects: each running call borrows one actor for its whole duration."""
+"""The workers: actors, what a worker task sees of its run, and awaited calls.
+
+Each running call borrows one actor for its whole duration. A run has
+``chunk_size`` worker tasks; each runs calls through a *strategy* (threads,
+an executor, Ray actors, coroutines on the event loop), which sees the run
+only through the narrow :class:`Calls` interface. The strategies for calls
+that are awaited one at a time (coroutines, Ray actors) share
+:class:`OneAtATime`; the others live in ``_threads`` and ``_executor``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["LabelledActor"]
+import anyio
+import anyio.lowlevel
+
+__all__ = [
+    "CHECK_EVERY",
+    "LONG_CALL",
+    "TIME_SLICE",
+    "Calls",
+    "Coroutines",
+    "LabelledActor",
+    "OneAtATime",
+    "Strategy",
+    "is_ray_actor",
+]
+
+TIME_SLICE = 0.005
+"""Seconds of calls that a worker runs before the event loop gets control back.
+
+A trip to a worker thread and back costs about 70 µs here: over 5 ms it is
+under 2% of the time, while the progress bar still moves every 5 ms."""
+
+LONG_CALL = 0.00002
+"""Seconds: after a call this long, check for cancellation before the next."""
+
+CHECK_EVERY = 32
+"""And after every so many tiny calls: no call starts once a cancellation or
+a failure elsewhere is seen, within this many tiny calls."""
 
 L = TypeVar("L")
 
@@ -93,3 +129,109 @@ class LabelledActor:
         True
         """
         return self._func
+
+
+def is_ray_actor(obj: object) -> bool:
+    """Whether ``obj`` is a Ray actor handle (without importing Ray)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and isinstance(obj, ray.actor.ActorHandle)
+
+
+class Calls(Protocol):
+    """What a strategy sees of its run: the calls to make and where results go.
+
+    Every method but :meth:`failed` and :meth:`reported` may be called from
+    any thread.
+    """
+
+    @property
+    def parameters(self) -> Sequence[Sequence[Any]]:
+        """The argument lists: call ``i`` is ``func(*parameters[i])``."""
+
+    @property
+    def stopped(self) -> bool:
+        """Whether no further call may start."""
+
+    def stop(self, because: tuple[int, BaseException] | None = None) -> None:
+        """Start no further call; ``because`` is the failure that ends the run."""
+
+    def take(self, most: int) -> list[int]:
+        """Take the indices of up to ``most`` calls to make; none left: ``[]``."""
+
+    def stops_the_run(self, exc: BaseException) -> bool:
+        """Whether ``exc``, raised by a call's first attempt, ends the run."""
+
+    def completed(self, indices: Sequence[int], results: Sequence[Any]) -> None:
+        """Keep results: in the outputs and the checkpoint (ascending indices)."""
+
+    def completed_one(self, index: int, result: Any) -> None:
+        """Keep one result, as :meth:`completed` does."""
+
+    def reported(self, indices: Sequence[int], results: Sequence[Any]) -> None:
+        """On the event loop: show results kept (progress bar, streaming)."""
+
+    async def failed(self, actor: Any, index: int, exc: BaseException) -> bool:
+        """On the event loop: retry or handle a failure; return whether to go on."""
+
+
+class Strategy(Protocol):
+    """How calls reach a thread, an executor, a Ray actor or the event loop."""
+
+    async def work(self, actor: Any) -> None:
+        """Run calls on ``actor``, first attempts, until none is left."""
+
+    async def call(self, actor: Any, index: int) -> Any:
+        """Make one attempt at call ``index`` on ``actor``; return its result."""
+
+
+class OneAtATime:
+    """A strategy that awaits one call after another: subclasses say how."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    async def call(self, actor: Any, index: int) -> Any:
+        raise NotImplementedError
+
+    async def work(self, actor: Any) -> None:
+        """Await one call after another until none is left or the run stops."""
+        calls, clock = self.calls, time.perf_counter
+        deadline = clock() + TIME_SLICE
+        count = 0
+        while not calls.stopped and (taken := calls.take(1)):
+            (i,) = taken
+            count += 1
+            started = clock()
+            try:
+                result = await self.call(actor, i)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:
+                if calls.stops_the_run(exc):
+                    calls.stop()
+                if not await calls.failed(actor, i, exc):
+                    return
+            else:
+                calls.completed(taken, [result])
+                calls.reported(taken, [result])
+            # A coroutine that never awaits never lets the event loop run:
+            # make room for the other tasks once a slice, and check for
+            # cancellation as the threads do.
+            now = clock()
+            if now >= deadline:
+                await anyio.lowlevel.checkpoint()
+                deadline = clock() + TIME_SLICE
+            elif now - started > LONG_CALL or count % CHECK_EVERY == 0:
+                await anyio.lowlevel.checkpoint_if_cancelled()
+
+
+class Coroutines(OneAtATime):
+    """Coroutine functions, awaited on the event loop by the worker tasks.
+
+    One call at a time per worker task: no limiter needed. Unlike a thread,
+    a coroutine can be cancelled: it has no result yet.
+    """
+
+    async def call(self, actor: Any, index: int) -> Any:
+        _, coroutine = actor.run(index, *self.calls.parameters[index])
+        return await coroutine

@@ -1,17 +1,88 @@
-"""The :class:`Checkpoint`: what a run has computed so far, as saved on disk."""
+"""The :class:`Checkpoint`: what a run has computed so far, as saved on disk.
+
+``Checkpoint`` is a ``saveable_objects.SaveableObject``: it keeps that
+package's contract (``save``, ``load``, ``update_save``, the path rules, a
+file that ``pickle.load`` reads), but writes through the journal format:
+atomically, every result in a pickle of its own, so that one unreadable
+result costs only itself. The failures of calls are kept beside the results,
+as :class:`CallFailure` records.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
+import pickle
+import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, NamedTuple, Self, TypeVar
 
-from ._equality import same_parameters
-from ._failure import CallFailure
-from ._identity import FunctionIdentity, identify
-from ._saveable import SaveableCheckpoint
+from saveable_objects import SaveableObject
 
-__all__ = ["Checkpoint", "CheckpointFailedWarning"]
+from ._identity import FunctionIdentity, identify, same, same_parameters
+from ._journal import read_journal, with_default_extension, write_snapshot
+from ._pickling import (
+    Record,
+    Scan,
+    decode_frame,
+    decode_record,
+    dumps,
+    failure_key,
+    is_failure_key,
+    opening,
+)
+
+__all__ = [
+    "CallFailure",
+    "Checkpoint",
+    "CheckpointFailedWarning",
+    "read_checkpoint",
+]
+
+C = TypeVar("C", bound="Checkpoint")
+
+
+class CallFailure(NamedTuple):
+    """Why a call failed, as a checkpoint keeps it until the call succeeds.
+
+    Attributes
+    ----------
+    exception_type : str
+        The name of the exception's class, such as ``'ValueError'``.
+    message : str
+        ``str()`` of the exception.
+    traceback : str
+        The formatted traceback.
+    attempts : int
+        How many times the call was tried (``1 + retries``).
+    time : float
+        When it failed last, in seconds since the epoch.
+
+    Examples
+    --------
+    >>> from thread_chunks import Checkpoint, chunk
+    >>> def inverse(x):
+    ...     return 1 / x
+    >>> chunk(inverse, [[1], [0]], errors="return", path=tmp / "inv.pkl",
+    ...       progress_bar=False)
+    [1.0, ZeroDivisionError('division by zero')]
+    >>> failure = Checkpoint.load(tmp / "inv.pkl").failures[1]
+    >>> failure.exception_type, failure.message, failure.attempts
+    ('ZeroDivisionError', 'division by zero', 1)
+    """
+
+    exception_type: str
+    message: str
+    traceback: str
+    attempts: int
+    time: float
+
+    @classmethod
+    def of(cls, exc: BaseException, attempts: int) -> CallFailure:
+        """Describe ``exc``, raised after ``attempts`` tries."""
+        text = "".join(traceback.format_exception(exc))
+        return cls(type(exc).__name__, str(exc), text, attempts, time.time())
 
 
 class CheckpointFailedWarning(Warning):
@@ -35,7 +106,7 @@ class CheckpointFailedWarning(Warning):
     __module__ = "thread_chunks"
 
 
-class Checkpoint(SaveableCheckpoint):
+class Checkpoint(SaveableObject):  # type: ignore[misc]
     """The saved progress of one run of :func:`chunk` or :func:`achunk`.
 
     The arguments are those of thread-chunks 1.x, in the same order.
@@ -95,6 +166,7 @@ class Checkpoint(SaveableCheckpoint):
     """
 
     __module__ = "thread_chunks"
+    __signature__: ClassVar[inspect.Signature]
 
     def __init__(
         self,
@@ -206,8 +278,193 @@ class Checkpoint(SaveableCheckpoint):
         """
         return {"func_name": self.func_name, "parameters": self.parameters}
 
+    @property
+    def path(self) -> str | None:
+        """The file this checkpoint saves to.
+
+        A path without an extension gets ``_Checkpoint.pkl``, as with every
+        ``SaveableObject``.
+
+        Examples
+        --------
+        >>> Checkpoint("f", [[1]]).path is None
+        True
+        """
+        path: str | None = SaveableObject.path.fget(self)
+        return path
+
+    @path.setter
+    def path(self, value: str | os.PathLike[str] | None) -> None:
+        SaveableObject.path.fset(self, None if value is None else os.fspath(value))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        new_path: str | None = None,
+        strict_typing: bool = True,
+    ) -> Self:
+        """Load the latest saved state from ``path``, including every appended result.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The checkpoint file.
+        new_path : str, optional
+            A path to give the loaded checkpoint instead of ``path``.
+        strict_typing : bool, optional
+            Raise ``TypeError`` if the file does not hold a ``Checkpoint``.
+
+        Returns
+        -------
+        Checkpoint
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        pickle.UnpicklingError, EOFError, TypeError
+            If the file is not a checkpoint.
+
+        Notes
+        -----
+        Loading unpickles the file, which can run any code: load only
+        checkpoints that you (or code you trust) wrote.
+
+        Examples
+        --------
+        >>> from thread_chunks import Checkpoint
+        >>> Checkpoint("f", [[1]], path=tmp / "f.pkl").done
+        0
+        >>> Checkpoint.load(tmp / "f.pkl").output
+        [None]
+        """
+        resolved = with_default_extension(os.fspath(path))
+        checkpoint, _ = read_checkpoint(resolved, cls, strict_typing)
+        checkpoint.path = resolved if new_path is None else new_path
+        return checkpoint
+
+    @classmethod
+    def _from_journal(cls, summary: bytes, header: bytes, *records: bytes) -> Self:
+        """Rebuild a checkpoint from the frames of its file; pickle calls this."""
+        checkpoint: Self = pickle.loads(decode_frame(header))
+        for record in records:
+            checkpoint.apply_record(decode_record(decode_frame(record)))
+        return checkpoint
+
+    def apply_record(self, record: Record) -> None:
+        """Add the result of one journal frame, or note why it cannot be loaded."""
+        index, _, result, error = record
+        if is_failure_key(index):  # a failure, as plain data
+            if error is None:
+                self.failures[failure_key(index)] = CallFailure(*result)
+        elif error is None:
+            self.apply({index: result})
+        else:
+            self.unreadable[index] = error
+
+    def _loaded(self, blobs: Mapping[int, bytes]) -> dict[int, Any]:
+        results = {}
+        for i, blob in blobs.items():
+            try:
+                results[i] = pickle.loads(blob)
+            except Exception as exc:
+                self.unreadable[i] = f"{type(exc).__name__}: {exc}"
+        return results
+
+    @classmethod
+    def file_opening(cls) -> bytes:
+        """The first bytes of a file of this class: they name its loader."""
+        return opening(cls.__module__, f"{cls.__qualname__}._from_journal")
+
+    def _save(self, path: str, write_mode: str = "wb") -> None:
+        # The one method of saveable-objects' own that is overridden: its
+        # ``save`` and the save after ``__init__`` (with path=) both call it.
+        write_snapshot(
+            path, self.file_opening(), self.summary(), self, self.arguments()
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """What the first frame of the file says: readable without the rest."""
+        return {"function": self.func_name, "total": len(self.parameters)}
+
+    def update_save(self, path: str | None = None) -> bool:
+        """Save atomically, the arguments included; the same as :meth:`save`.
+
+        Examples
+        --------
+        >>> from thread_chunks import Checkpoint
+        >>> checkpoint = Checkpoint("f", [[1]])
+        >>> checkpoint.update_save(tmp / "f.pkl")
+        True
+        """
+        self.save(path)
+        return True
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("unreadable", None)
+        state["results"] = {i: dumps(r) for i, r in self.results.items()}
+        if self.function is not None:
+            state["function"] = self.function.to_state()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.unreadable = {}
+        if "results" not in state:  # a checkpoint pickled by thread-chunks 1.x
+            output, completed = state.pop("output"), state.pop("completed")
+            state.pop("done", None)  # derived from the results now
+            results = {i: output[i] for i, done in enumerate(completed) if done}
+            self.__dict__.update(state, results=results, function=None, failures={})
+            return
+        blobs = state.pop("results")
+        function = state.pop("function", None)
+        self.__dict__.update(state)
+        self.function = (
+            None if function is None else FunctionIdentity.from_state(function)
+        )
+        self.results = self._loaded(blobs)
+
     def __repr__(self) -> str:
         return (
             f"Checkpoint({self.func_name!r}, done={self.done} of "
             f"{len(self.parameters)}, path={self.path!r})"
         )
+
+
+# saveable-objects' metaclass calls __init__ through __call__(*args, **kwargs),
+# which is what inspect.signature(Checkpoint) would show: show __init__'s.
+Checkpoint.__signature__ = inspect.Signature(
+    list(inspect.signature(Checkpoint.__init__).parameters.values())[1:],
+    return_annotation=None,
+)
+
+
+def read_checkpoint(
+    path: str, cls: type[C], strict_typing: bool = True
+) -> tuple[C, Scan | None]:
+    """Read the checkpoint file at ``path`` with every result saved in it.
+
+    Returns the checkpoint and the :class:`Scan` of the file (where new frames
+    go, what is damaged), or ``None`` for a file in another format (a plain
+    pickle of a checkpoint).
+    """
+    with open(path, "rb") as file:
+        journal = read_journal(file, cls.file_opening(), same)
+        if journal is None:
+            file.seek(0)
+            checkpoint = pickle.load(file)  # a plain pickle (thread-chunks 1.x)
+            if strict_typing and not isinstance(checkpoint, cls):
+                raise TypeError(
+                    f"{path!r} holds a {type(checkpoint).__name__}, not a "
+                    f"{cls.__name__}"
+                )
+            return checkpoint, None
+    header, records, scan = journal
+    if strict_typing and not isinstance(header, cls):
+        raise TypeError(
+            f"{path!r} holds a {type(header).__name__}, not a {cls.__name__}"
+        )
+    for record in records:
+        header.apply_record(record)
+    return header, scan

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Generic, TypeVar, Unpack, overload
+from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
 from ._actors import LabelledActor
-from ._core import drive
+from ._host import ResultIterator, host
 from ._options import NewOptions, Options
 from ._plan import Plan, make_plan
-from ._signatures import takes_options
-from ._sync import run_blocking
 
 __all__ = ["Chunker"]
 
@@ -22,9 +21,9 @@ R = TypeVar("R")
 S = TypeVar("S")
 _Path = str | os.PathLike[str] | None
 _Bar = bool | Mapping[str, Any] | None
+_Errors = Literal["raise", "defer", "return"]
 
 
-@takes_options(NewOptions)
 class Chunker(Generic[R]):
     """Run many parameter lists through the same workers, run after run.
 
@@ -36,7 +35,59 @@ class Chunker(Generic[R]):
     ----------
     func : callable, optional
         The function to run. ``None`` runs the function the ``actors`` hold.
-    {options}
+    actors : list of LabelledActor or of Ray actor handles, optional
+        The workers, exactly ``chunk_size`` of them; each call borrows one for
+        its whole duration. Defaults to ``chunk_size`` plain
+        ``LabelledActor(func)``, which run calls in threads. Handles of
+        ``RemoteLabelledActor`` (thread-chunks 1.x's Ray actors) run each call
+        on the Ray actor it borrows.
+    chunk_size : int, optional
+        The most calls running at once. Defaults to ``len(actors)`` if actors
+        are given, else to ``thread_chunks.config.default_chunk_size``.
+    progress_bar : bool or dict, optional
+        Show a tqdm progress bar. A dict shows one with these tqdm keyword
+        arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
+        Defaults to ``thread_chunks.config.progress_bar``.
+    path : str or os.PathLike, optional
+        A checkpoint file. Each result is saved as soon as its call completes,
+        and a rerun with the same function and parameters skips every call
+        already saved; another function or other parameters replace the file.
+    checkpoint_every : float, optional
+        The least number of seconds between two checkpoint writes. ``0`` (the
+        default) writes as soon as possible; a few seconds saves disk syncs when
+        calls take milliseconds, at the risk of recomputing that much on a
+        crash.
+
+        .. versionadded:: 2.0
+    executor : concurrent.futures.Executor or 'processes', optional
+        Run each call on this executor instead of in a thread: a process pool, a
+        Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
+        process still saves the checkpoint and shows progress. ``'processes'``
+        creates (and closes) a loky process pool of ``chunk_size`` workers,
+        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+
+        .. versionadded:: 2.0
+    errors : {'raise', 'defer', 'return'}, optional
+        What a failing call does to the run. ``'raise'`` (the default) stops
+        starting calls, lets the running ones finish, saves, and raises the
+        first exception. ``'defer'`` runs every call, then raises an
+        ``ExceptionGroup`` of the failures (``except*`` works). ``'return'``
+        runs every call and puts each failed call's exception in its place in
+        the results. A failed call is never saved as done: a rerun computes it
+        again.
+
+        .. versionadded:: 2.0
+    retries : int, optional
+        How many more times a call that raises is tried before it counts as
+        failed. The call keeps its place among the ``chunk_size`` running calls
+        while it waits.
+
+        .. versionadded:: 2.0
+    retry_delay : float, optional
+        Seconds before the first retry, doubled at each further one, with some
+        jitter. Cancellation and Ctrl-C cut the wait short.
+
+        .. versionadded:: 2.0
     persistent : bool, optional
         Kept from thread-chunks 1.x, where it kept a Ray instance alive; it
         has no effect on threads.
@@ -100,16 +151,22 @@ class Chunker(Generic[R]):
     def __init__(
         self,
         func: Callable[..., Any] | None = None,
-        actors: Sequence[LabelledActor] | None = None,
+        actors: Sequence[Any] | None = None,
         chunk_size: int | None = None,
         progress_bar: _Bar = None,
         persistent: bool = False,
         path: _Path = None,
-        **options: Unpack[NewOptions],
+        *,
+        checkpoint_every: float = 0.0,
+        executor: Executor | str | None = None,
+        errors: _Errors = "raise",
+        retries: int = 0,
+        retry_delay: float = 0.1,
     ) -> None:
         given = Options(
             actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
-            path=path, **options,
+            path=path, checkpoint_every=checkpoint_every, executor=executor,
+            errors=errors, retries=retries, retry_delay=retry_delay,
         )  # fmt: skip
         plan = make_plan(func, [], given)
         # The actors carry the function and the chunk size from now on.
@@ -188,19 +245,24 @@ class Chunker(Generic[R]):
         path: _Path = ...,
         **options: Unpack[NewOptions],
     ) -> list[S]: ...
-    @takes_options(NewOptions)
     def __call__(
         self,
         parameters: Iterable[Sequence[Any]],
         func: Callable[..., Any] | None = None,
         progress_bar: _Bar = None,
         path: _Path = None,
-        **options: Unpack[NewOptions],
+        *,
+        checkpoint_every: float | None = None,
+        executor: Executor | str | None = None,
+        errors: _Errors | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
     ) -> list[Any]:
         """Run every call and return the results in order; see :func:`chunk`.
 
-        Options given here apply to this run only; ``func`` replaces the
-        function of the actors for this run and the next ones.
+        Options given here apply to this run only (``None``: the Chunker's);
+        ``func`` replaces the function of the actors for this run and the
+        next ones.
 
         Parameters
         ----------
@@ -208,26 +270,158 @@ class Chunker(Generic[R]):
             One argument list per call.
         func : callable, optional
             A new function for the actors, this run and the next ones.
-        {options}
+        progress_bar : bool or dict, optional
+            Show a tqdm progress bar. A dict shows one with these tqdm keyword
+            arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
+            Defaults to ``thread_chunks.config.progress_bar``.
+        path : str or os.PathLike, optional
+            A checkpoint file. Each result is saved as soon as its call completes,
+            and a rerun with the same function and parameters skips every call
+            already saved; another function or other parameters replace the file.
+        checkpoint_every : float, optional
+            The least number of seconds between two checkpoint writes. ``0`` (the
+            default) writes as soon as possible; a few seconds saves disk syncs when
+            calls take milliseconds, at the risk of recomputing that much on a
+            crash.
 
-        {outcome}
+            .. versionadded:: 2.0
+        executor : concurrent.futures.Executor or 'processes', optional
+            Run each call on this executor instead of in a thread: a process pool, a
+            Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
+            process still saves the checkpoint and shows progress. ``'processes'``
+            creates (and closes) a loky process pool of ``chunk_size`` workers,
+            which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+
+            .. versionadded:: 2.0
+        errors : {'raise', 'defer', 'return'}, optional
+            What a failing call does to the run. ``'raise'`` (the default) stops
+            starting calls, lets the running ones finish, saves, and raises the
+            first exception. ``'defer'`` runs every call, then raises an
+            ``ExceptionGroup`` of the failures (``except*`` works). ``'return'``
+            runs every call and puts each failed call's exception in its place in
+            the results. A failed call is never saved as done: a rerun computes it
+            again.
+
+            .. versionadded:: 2.0
+        retries : int, optional
+            How many more times a call that raises is tried before it counts as
+            failed. The call keeps its place among the ``chunk_size`` running calls
+            while it waits.
+
+            .. versionadded:: 2.0
+        retry_delay : float, optional
+            Seconds before the first retry, doubled at each further one, with some
+            jitter. Cancellation and Ctrl-C cut the wait short.
+
+            .. versionadded:: 2.0
+
+        Returns
+        -------
+        list
+            ``[func(*args) for args in parameters]``, in order.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For a bad argument, before any call runs.
+        OSError
+            If the checkpoint file cannot be written, before any call runs.
+        RuntimeError
+            If another run is writing the same checkpoint file, before any call runs.
+        Exception
+            The first exception raised by ``func``, once the calls already running
+            have finished and their results are saved; a note names the call.
+        KeyboardInterrupt
+            On Ctrl-C, once the running calls have finished and the checkpoint is
+            written. A second Ctrl-C stops at once.
+
+        Warns
+        -----
+        CheckpointFailedWarning
+            If a checkpoint cannot be read or written; the run goes on. It points at
+            the line that started the run.
         """
+        given = {
+            "progress_bar": progress_bar, "path": path,
+            "checkpoint_every": checkpoint_every, "executor": executor,
+            "errors": errors, "retries": retries, "retry_delay": retry_delay,
+        }  # fmt: skip
         with self._exclusive():
-            plan = self._plan(parameters, func, progress_bar, path, options)
-            return run_blocking(plan)
+            plan = self._plan(parameters, func, given)
+            return ResultIterator(plan, stream=False, stacklevel=3).outputs()
 
-    @takes_options(NewOptions)
     async def achunk(
         self,
         parameters: Iterable[Sequence[Any]],
         func: Callable[..., Any] | None = None,
         progress_bar: _Bar = None,
         path: _Path = None,
-        **options: Unpack[NewOptions],
+        *,
+        checkpoint_every: float | None = None,
+        executor: Executor | str | None = None,
+        errors: _Errors | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
     ) -> list[Any]:
         """The async twin of :meth:`__call__`: the same arguments and results.
 
         Calls run as with :func:`achunk`, under asyncio or trio.
+
+        Parameters
+        ----------
+        parameters : iterable of lists or tuples
+            One argument list per call.
+        func : callable, optional
+            A new function for the actors, this run and the next ones.
+        progress_bar : bool or dict, optional
+            Show a tqdm progress bar. A dict shows one with these tqdm keyword
+            arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
+            Defaults to ``thread_chunks.config.progress_bar``.
+        path : str or os.PathLike, optional
+            A checkpoint file. Each result is saved as soon as its call completes,
+            and a rerun with the same function and parameters skips every call
+            already saved; another function or other parameters replace the file.
+        checkpoint_every : float, optional
+            The least number of seconds between two checkpoint writes. ``0`` (the
+            default) writes as soon as possible; a few seconds saves disk syncs when
+            calls take milliseconds, at the risk of recomputing that much on a
+            crash.
+
+            .. versionadded:: 2.0
+        executor : concurrent.futures.Executor or 'processes', optional
+            Run each call on this executor instead of in a thread: a process pool, a
+            Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
+            process still saves the checkpoint and shows progress. ``'processes'``
+            creates (and closes) a loky process pool of ``chunk_size`` workers,
+            which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+
+            .. versionadded:: 2.0
+        errors : {'raise', 'defer', 'return'}, optional
+            What a failing call does to the run. ``'raise'`` (the default) stops
+            starting calls, lets the running ones finish, saves, and raises the
+            first exception. ``'defer'`` runs every call, then raises an
+            ``ExceptionGroup`` of the failures (``except*`` works). ``'return'``
+            runs every call and puts each failed call's exception in its place in
+            the results. A failed call is never saved as done: a rerun computes it
+            again.
+
+            .. versionadded:: 2.0
+        retries : int, optional
+            How many more times a call that raises is tried before it counts as
+            failed. The call keeps its place among the ``chunk_size`` running calls
+            while it waits.
+
+            .. versionadded:: 2.0
+        retry_delay : float, optional
+            Seconds before the first retry, doubled at each further one, with some
+            jitter. Cancellation and Ctrl-C cut the wait short.
+
+            .. versionadded:: 2.0
+
+        Returns
+        -------
+        list
+            ``[func(*args) for args in parameters]``, in order.
 
         Examples
         --------
@@ -236,19 +430,20 @@ class Chunker(Generic[R]):
         >>> anyio.run(chunker.achunk, [[-5], [6]])
         [5, 6]
         """
+        given = {
+            "progress_bar": progress_bar, "path": path,
+            "checkpoint_every": checkpoint_every, "executor": executor,
+            "errors": errors, "retries": retries, "retry_delay": retry_delay,
+        }  # fmt: skip
         with self._exclusive():
-            plan = self._plan(parameters, func, progress_bar, path, options)
-            return await drive(plan)
+            return await host(self._plan(parameters, func, given))
 
     def _plan(
         self,
         parameters: Iterable[Sequence[Any]],
         func: Callable[..., Any] | None,
-        progress_bar: _Bar,
-        path: _Path,
-        options: Mapping[str, Any],
+        given: Mapping[str, Any],
     ) -> Plan:
-        given = {"progress_bar": progress_bar, "path": path, **options}
         return make_plan(func, parameters, self._options.merged(given))
 
     @contextmanager

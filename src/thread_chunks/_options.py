@@ -1,34 +1,37 @@
-"""The options of a run, defined once: name, type, default, check and documentation.
+"""The options of a run, defined once, and the library-wide defaults.
 
 :func:`chunk`, :func:`achunk` and :class:`Chunker` take these as keyword
 arguments (and 1.x's four as positional ones too). :class:`Options` is the one
-definition; ``_signatures.takes_options`` gives each entry point its runtime
-signature and its documentation from it, and the ``TypedDict`` s below type
-``**options`` for type checkers.
+definition of each option: name, type, default, check and documentation. The
+entry points write their signatures and docstrings out in full;
+``python -m tools.docstrings --check`` (run in CI) keeps their options
+sections equal to the documentation here, and a test keeps their signatures
+equal to the fields. The ``TypedDict`` s below type ``**options`` in the
+typing overloads. :data:`config` holds the defaults read whenever an option
+is left as ``None``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any, Literal, TypedDict
 
-from ._actors import LabelledActor
-from ._ray import is_ray_actor
+from ._actors import LabelledActor, is_ray_actor
 
 __all__ = [
     "OPTION_NAMES",
+    "Config",
     "LegacyOptions",
     "NewOptions",
     "Options",
     "OptionsDict",
     "check_chunk_size",
+    "config",
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _doc(kind: str, doc: str) -> dict[str, str]:
@@ -251,3 +254,50 @@ def _check_path(path: object) -> None:
         raise TypeError(f"path must be a text path, got {resolved!r}")
     if not resolved:
         raise ValueError("path must name a file, got ''; pass None for no checkpoint")
+
+
+def _available_cpus() -> int:
+    """Return the number of CPUs this process may run on (at least 1)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Config:
+    """Defaults used by :func:`chunk`, :func:`achunk` and :class:`Chunker`.
+
+    Change the attributes of the shared instance :data:`thread_chunks.config`;
+    an argument passed explicitly always wins over these defaults.
+
+    Attributes
+    ----------
+    default_chunk_size : int
+        How many calls run at once when ``chunk_size`` is not given. Defaults
+        to the number of CPUs this process may use.
+    progress_bar : bool
+        Whether a progress bar is shown when ``progress_bar`` is not given.
+        Defaults to ``True``.
+    ray_config : dict
+        The keyword arguments of ``ray.init`` when thread-chunks starts Ray
+        itself, which it does only when a ``RemoteLabelledActor`` is created
+        and Ray is not running. Defaults to ``{"num_cpus": default_chunk_size}``.
+
+    Examples
+    --------
+    >>> import thread_chunks
+    >>> thread_chunks.config.progress_bar = False
+    >>> thread_chunks.chunk(pow, [[2, 3], [3, 2]], chunk_size=2)
+    [8, 9]
+    >>> thread_chunks.config.progress_bar = True
+    """
+
+    default_chunk_size: int = field(default_factory=_available_cpus)
+    progress_bar: bool = True
+    ray_config: dict[str, Any] = field(
+        default_factory=lambda: {"num_cpus": _available_cpus()}
+    )
+
+
+config = Config()

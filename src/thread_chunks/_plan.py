@@ -9,13 +9,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from ._actors import LabelledActor
-from ._config import config
+from ._actors import LabelledActor, is_ray_actor
 from ._executor import check_executor
 from ._identity import FunctionIdentity, identify
-from ._options import Options, check_chunk_size
-from ._paths import resolve_path
-from ._ray import is_ray_actor, ray_actor_func, set_ray_actor_func
+from ._journal import resolve_path
+from ._options import Options, check_chunk_size, config
+from ._ray import ray_actor_func, set_ray_actor_func
 
 __all__ = ["Plan", "is_coroutine_function", "make_plan"]
 
@@ -33,10 +32,10 @@ class Plan:
     checkpoint_every: float
     executor: Executor | str | None = None
     on_ray: bool = False
+    """Whether the actors are Ray actor handles rather than LabelledActors."""
     errors: str = "raise"
     retries: int = 0
     retry_delay: float = 0.1
-    """Whether the actors are Ray actor handles rather than LabelledActors."""
 
     @property
     def func_name(self) -> str:

@@ -8,17 +8,17 @@ thread_chunks never imports Ray. A call on a Ray actor is awaited through its
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._actors import LabelledActor
-from ._config import config
+import anyio
+
+from ._actors import Calls, LabelledActor, OneAtATime
 from ._executor import wait_for_future
+from ._options import config
 
 __all__ = [
-    "call_ray_actor",
-    "is_ray_actor",
+    "RayActors",
     "ray_actor_func",
     "remote_labelled_actor",
     "set_ray_actor_func",
@@ -77,12 +77,6 @@ def _start_ray() -> None:
         ray.init(**config.ray_config)
 
 
-def is_ray_actor(obj: object) -> bool:
-    """Whether ``obj`` is a Ray actor handle (without importing Ray)."""
-    ray = sys.modules.get("ray")
-    return ray is not None and isinstance(obj, ray.actor.ActorHandle)
-
-
 def ray_actor_func(actor: Any) -> Callable[..., Any]:
     """The function a Ray actor holds, fetched from it."""
     import ray
@@ -99,14 +93,23 @@ def set_ray_actor_func(actors: Sequence[Any], func: Callable[..., Any]) -> None:
     ray.get([actor.set_func.remote(func_ref) for actor in actors])
 
 
-async def call_ray_actor(actor: Any, index: int, args: Sequence[Any]) -> Any:
-    """Run ``func(*args)`` on a Ray actor and return its result.
+class RayActors(OneAtATime):
+    """The strategy for Ray actor handles: each worker task awaits its actor."""
 
-    If cancelled meanwhile, the call runs to its end (an actor serves one call
-    at a time, so it is never queued) and its result is returned to be saved.
-    """
-    # The future of an ObjectRef would let itself be cancelled, call running
-    # or not: never withdraw it.
-    ref = actor.run.remote(index, *args)
-    _, result = await wait_for_future(ref.future(), withdraw=False)
-    return result
+    def __init__(self, calls: Calls, limiter: anyio.CapacityLimiter) -> None:
+        super().__init__(calls)
+        self.limiter = limiter
+
+    async def call(self, actor: Any, index: int) -> Any:
+        """Run call ``index`` on a Ray actor and return its result.
+
+        If cancelled meanwhile, the call runs to its end (an actor serves one
+        call at a time, so it is never queued) and its result is returned to
+        be saved.
+        """
+        async with self.limiter:
+            ref = actor.run.remote(index, *self.calls.parameters[index])
+            # The future of an ObjectRef would let itself be cancelled, call
+            # running or not: never withdraw it.
+            _, result = await wait_for_future(ref.future(), withdraw=False)
+        return result

@@ -62,8 +62,8 @@ def _pickle(results: list[Any], failures: list[Failure]) -> bytes:
     failures = [(p, _sendable(exc), text) for p, exc, text in failures]
     try:
         return _dumps((results, failures))
-    except Exception:
-        pass
+    except Exception as whole_batch:
+        first_error = whole_batch
     # Slow path: find the results that cannot be pickled; each fails its call.
     results = list(results)
     for position, result in enumerate(results):
@@ -78,7 +78,11 @@ def _pickle(results: list[Any], failures: list[Failure]) -> bytes:
             )
             failures.append((position, error, ""))
     failures.sort(key=lambda failure: failure[0])
-    return _dumps((results, failures))
+    try:
+        return _dumps((results, failures))
+    except Exception as whole:
+        # Not one result: the batch as a whole; say what failed first.
+        raise whole from first_error
 
 
 def _sendable(exc: BaseException) -> BaseException:

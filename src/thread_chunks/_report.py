@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ._checkpoint import Checkpoint
-from ._frames import FRAME_HEAD_SIZE, META
+from ._journal import lock_path
+from ._pickling import FRAME_HEAD, LENGTH_HEAD, META, failure_key, is_failure_key
 
 __all__ = ["Progress", "progress"]
 
@@ -158,11 +158,11 @@ def progress(path: str | os.PathLike[str]) -> Progress:
 def _next_frame(file: Any, size: int) -> bytes | None:
     """Read the payload of the frame here (unchecked), or ``None`` at the end."""
     start = file.tell()
-    head = file.read(FRAME_HEAD_SIZE - 4)
-    if len(head) < 9 or head[:1] != pickle.BINBYTES8:
+    head = file.read(LENGTH_HEAD.size)
+    if len(head) < LENGTH_HEAD.size or head[:1] != pickle.BINBYTES8:
         return None
-    (length,) = struct.unpack_from("<Q", head, 1)
-    if start + 9 + length > size:
+    _, length = LENGTH_HEAD.unpack(head)
+    if start + LENGTH_HEAD.size + length > size:
         return None
     payload: bytes = file.read(length)
     return payload
@@ -177,22 +177,22 @@ def _walk(
     times: list[float] = []
     while True:
         start = file.tell()
-        head = file.read(FRAME_HEAD_SIZE + META.size)
-        if len(head) < FRAME_HEAD_SIZE + META.size or head[:1] != pickle.BINBYTES8:
+        head = file.read(FRAME_HEAD.size + META.size)
+        if len(head) < FRAME_HEAD.size + META.size or head[:1] != pickle.BINBYTES8:
             break
-        (length,) = struct.unpack_from("<Q", head, 1)
-        end = start + 9 + length
+        _, length = LENGTH_HEAD.unpack_from(head)
+        end = start + LENGTH_HEAD.size + length
         if end > size:
             break  # a write still under way
-        index, written_at = META.unpack_from(head, FRAME_HEAD_SIZE)
+        index, written_at = META.unpack_from(head, FRAME_HEAD.size)
         times.append(written_at)
-        if index >= 0:
+        if not is_failure_key(index):
             done.add(index)
             failures.pop(index, None)
         else:  # a failure: plain data, small
             body = file.read(end - file.tell())
             exception_type, message, *_ = pickle.loads(body)
-            failures[-index - 1] = (exception_type, message)
+            failures[failure_key(index)] = (exception_type, message)
         file.seek(end)
     return done, failures, sorted(times)
 
@@ -202,9 +202,8 @@ def _locked(path: str) -> bool | None:
 
     Read from ``/proc/locks`` on Linux; ``None`` elsewhere.
     """
-    directory, name = os.path.split(path)
     try:
-        lock = os.stat(os.path.join(directory, f".{name}.lock"))
+        lock = os.stat(lock_path(path))
     except FileNotFoundError:
         return False
     try:

@@ -1,35 +1,57 @@
-"""Keeping a checkpoint file in step with a run, without ever blocking the workers.
+"""A run's checkpoint file: opening it, then keeping it in step with the run.
 
-Workers hand each result to :meth:`CheckpointStore.record`, which only queues
-it. One writer, running in a worker thread under an :class:`anyio.Lock`,
-appends everything queued since its last write as one record and fsyncs it
-(group commit): at most one write is in flight, results that complete during
-it go together into the next, and a slow disk never stalls a call. When the
-run ends, however it ends, the rest is written and the file is finished.
+**Opening.** Lock the file, then resume it, replace it or move it aside. A
+file is unpickled only if it begins the way the files we write begin:
+anything else at ``path`` (another program's pickle, a 1.x checkpoint,
+garbage) is renamed out of the way unread, because unpickling runs code.
+
+**Writing.** Workers hand each result to :meth:`CheckpointStore.record`, which
+only queues it. One writer, running in a worker thread under an
+:class:`anyio.Lock`, appends everything queued since its last write as one
+record and fsyncs it (group commit): at most one write is in flight, results
+that complete during it go together into the next, and a slow disk never
+stalls a call. When the run ends, however it ends, the rest is written and the
+file is finished.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from itertools import islice
 from typing import Any
 
 import anyio
 import anyio.to_thread
-from filelock import FileLock
 
-from ._checkpoint import Checkpoint, CheckpointFailedWarning
-from ._failure import CallFailure
+from ._checkpoint import (
+    CallFailure,
+    Checkpoint,
+    CheckpointFailedWarning,
+    read_checkpoint,
+)
 from ._identity import FunctionIdentity
-from ._journal import Journal
-from ._notices import Notices
-from ._opening import create_journal, lock_checkpoint, open_checkpoint_file
+from ._journal import (
+    CheckpointLock,
+    Journal,
+    keep_copy,
+    move_aside,
+    remove_leftovers,
+)
+from ._pickling import Scan, failure_key, is_failure_key
 
-__all__ = ["MIN_WRITE_GAP", "CheckpointStore"]
+__all__ = ["MIN_WRITE_GAP", "CheckpointStore", "Warn", "open_checkpoint_file"]
+
+logger = logging.getLogger("thread_chunks")
+
+Warn = Callable[[str, type[Warning], str], None]
+"""How the store warns: ``warn(message, category, kind)``; the run issues the
+first warning of each ``kind`` from the line that started it."""
 
 MIN_WRITE_GAP = 0.002
 """Seconds between two checkpoint writes at least: at most 500 fsyncs a second."""
@@ -48,9 +70,9 @@ class CheckpointStore:
         self,
         checkpoint: Checkpoint,
         journal: Journal | None,
-        lock: FileLock | None,
+        lock: CheckpointLock | None,
         checkpoint_every: float,
-        notices: Notices,
+        warn: Warn,
     ) -> None:
         self._checkpoint = checkpoint
         self._journal = journal
@@ -61,12 +83,14 @@ class CheckpointStore:
         lock (a deque's appends and pops are atomic); the writer pops."""
         self._wakeup = threading.Event()
         self._failures_queued = False
+        self._taken = False
+        """Whether another run took the file after it was deleted."""
         self._stopping = threading.Event()
         self._write_lock = anyio.Lock()
         """Held by the writer while the run goes on and while the file is
         finished: no two writes of the journal ever overlap."""
         self._io_limiter = anyio.CapacityLimiter(1)
-        self._notices = notices
+        self._warn = warn
 
     @classmethod
     async def open(
@@ -75,7 +99,7 @@ class CheckpointStore:
         function: FunctionIdentity,
         parameters: Sequence[Sequence[Any]],
         checkpoint_every: float,
-        notices: Notices,
+        warn: Warn,
     ) -> CheckpointStore:
         """Resume the checkpoint at ``path`` if it matches, else start a new one.
 
@@ -85,8 +109,8 @@ class CheckpointStore:
             open_checkpoint_file, path, function, parameters
         )
         for message in messages:
-            notices.warn(message, CheckpointFailedWarning, kind="read")
-        return cls(checkpoint, journal, lock, checkpoint_every, notices)
+            warn(message, CheckpointFailedWarning, "read")
+        return cls(checkpoint, journal, lock, checkpoint_every, warn)
 
     @property
     def results(self) -> dict[int, Any]:
@@ -103,7 +127,7 @@ class CheckpointStore:
         if not self._wakeup.is_set():  # one wake-up for all the results queued
             self._wakeup.set()
 
-    def record_many(self, indices: list[int], results: list[Any]) -> None:
+    def record_many(self, indices: Sequence[int], results: Sequence[Any]) -> None:
         """Queue several completed results at once, as :meth:`record` does."""
         self._queue.extend(zip(indices, results, strict=True))
         self.wake()
@@ -111,7 +135,7 @@ class CheckpointStore:
     def record_failure(self, index: int, failure: CallFailure) -> None:
         """Queue the failure of call ``index``: kept until the call succeeds."""
         self._failures_queued = True  # some writes hold failures from now on
-        self.record(-index - 1, tuple(failure))  # plain data, as the file keeps it
+        self.record(failure_key(index), tuple(failure))  # plain data, as kept
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -165,9 +189,11 @@ class CheckpointStore:
             return
         indices, results = zip(*pairs, strict=True)
         assert self._journal is not None
+        if self._journal.deleted():
+            self._write_again()
+        if self._taken:
+            return  # another run writes the file now: the results are returned
         try:
-            if self._journal.deleted():
-                self._write_again()
             unpicklable = self._journal.append(indices, results)
         except OSError as exc:
             # A full disk may still hold some of them: save what fits, one by
@@ -184,10 +210,13 @@ class CheckpointStore:
         saved = dict(pairs)
         for i in unpicklable:
             del saved[i]
-        if self._failures_queued and saved and min(saved) < 0:  # failures
-            failures = {i: failure for i, failure in saved.items() if i < 0}
+        if self._failures_queued and saved and is_failure_key(min(saved)):
+            failures = {k: failure for k, failure in saved.items() if k < 0}
             self._checkpoint.failures.update(
-                {-i - 1: CallFailure(*failure) for i, failure in failures.items()}
+                {
+                    failure_key(k): CallFailure(*failure)
+                    for k, failure in failures.items()
+                }
             )
             saved = {i: result for i, result in saved.items() if i >= 0}
         self._checkpoint.apply(saved)
@@ -218,9 +247,18 @@ class CheckpointStore:
         assert self._file_lock is not None
         path = self._journal.path
         self._journal.close()
+        try:
+            self._file_lock.take_again()
+        except RuntimeError as exc:  # another run took the path meanwhile
+            self._taken = True
+            self._notify(
+                "taken",
+                f"checkpoint {path!r} was deleted during the run, and another run "
+                f"has written it since ({exc}): this run stops writing it; its "
+                "results are still returned",
+            )
+            return
         self._journal = create_journal(path, self._checkpoint)
-        self._file_lock.release()
-        self._file_lock = lock_checkpoint(path)
         self._notify(
             "deleted",
             f"checkpoint {path!r} was deleted during the run (its directory "
@@ -235,7 +273,8 @@ class CheckpointStore:
             self._write_queued()
         finally:
             try:
-                self._journal.finish(self._checkpoint.arguments())
+                if not self._taken:
+                    self._journal.finish(self._checkpoint.arguments())
             except OSError as exc:
                 self._notify(
                     "finish",
@@ -246,4 +285,203 @@ class CheckpointStore:
                 self._file_lock.release()
 
     def _notify(self, kind: str, message: str) -> None:
-        self._notices.warn(message, CheckpointFailedWarning, kind=kind)
+        self._warn(message, CheckpointFailedWarning, kind)
+
+
+# ---- opening
+
+
+def open_checkpoint_file(
+    path: str, function: FunctionIdentity, parameters: Sequence[Sequence[Any]]
+) -> tuple[Checkpoint, Journal | None, CheckpointLock | None, list[str]]:
+    """Lock ``path``, then resume the checkpoint there or start a new one.
+
+    Returns the checkpoint, its journal open for appending, the lock (held)
+    and the warnings to give the user. Blocks: run it in a worker thread.
+    Takes the checkpoint's lock first, so that two runs (in this process or
+    another) never write the same file: the second fails before computing.
+    In a directory this process cannot write, a finished checkpoint of the
+    same run is still read, with no journal and no lock: nothing to write.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        lock = CheckpointLock(path)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        return _read_only(path, function, parameters, exc), None, None, []
+    try:
+        remove_leftovers(path)
+        checkpoint, journal, messages = _resume_or_create(path, function, parameters)
+        journal.prepare_tail(checkpoint.arguments())
+    except BaseException:
+        lock.release()
+        raise
+    return checkpoint, journal, lock, messages
+
+
+def _read_only(
+    path: str,
+    function: FunctionIdentity,
+    parameters: Sequence[Sequence[Any]],
+    error: OSError,
+) -> Checkpoint:
+    """The finished checkpoint at ``path`` in a read-only directory, or ``error``."""
+    if os.path.exists(path) and _written_by_us(path):
+        old, _ = read_checkpoint(path, Checkpoint)
+        finished = old.done == len(parameters) and not old.unreadable
+        if finished and old.matches(function, parameters):
+            logger.info("read finished checkpoint %r (read-only directory)", path)
+            return old
+    error.add_note(
+        f"the checkpoint {path!r} cannot be written there; a finished checkpoint "
+        "of the same run could be read, but this run has calls to compute: "
+        "pass a path= in a directory you can write"
+    )
+    raise error
+
+
+def _resume_or_create(
+    path: str, function: FunctionIdentity, parameters: Sequence[Sequence[Any]]
+) -> tuple[Checkpoint, Journal, list[str]]:
+    messages: list[str] = []
+    if os.path.exists(path) and not _written_by_us(path):
+        # Unpickling runs code from the file: only our own files are read.
+        aside = move_aside(path)
+        logger.warning("moved unreadable checkpoint %r to %r", path, aside)
+        messages.append(_foreign_file_message(path, aside))
+    elif os.path.exists(path):
+        try:
+            old, scan = read_checkpoint(path, Checkpoint)
+        except OSError:
+            raise
+        except Exception as exc:  # a damaged header, a class that is gone
+            aside = move_aside(path)
+            logger.warning("moved unreadable checkpoint %r to %r", path, aside)
+            messages.append(
+                f"checkpoint {path!r} cannot be read ({type(exc).__name__}: {exc}); "
+                f"moved it to {aside!r} and starting afresh"
+            )
+        else:
+            if old.matches(function, parameters):
+                journal = _resume(path, old, scan, function, messages)
+                return old, journal, messages
+            if old.function is not None and old.function.bound_error is not None:
+                logger.warning(
+                    "what was bound to %s in checkpoint %r cannot be loaded (%s), "
+                    "so the run it belongs to cannot be recognised",
+                    old.func_name,
+                    path,
+                    old.function.bound_error,
+                )
+            previous = keep_copy(path, ".previous")  # one generation is kept
+            logger.warning(
+                "checkpoint %r was made for another function or other parameters: "
+                "replacing it, which drops its %d saved results (kept in %r until "
+                "the next replacement), and computing every call",
+                path,
+                old.done,
+                previous,
+            )
+    checkpoint = Checkpoint(function.name, parameters)
+    checkpoint.function = function
+    checkpoint.path = path
+    try:
+        return checkpoint, create_journal(path, checkpoint), messages
+    except OSError:
+        raise
+    except Exception as exc:  # the parameters cannot be pickled
+        raise TypeError(
+            f"path={path!r} saves the parameters (and what is bound to func: a "
+            "partial's arguments, a method's object) beside the results, to "
+            f"recognise the run later, but they cannot be pickled ({exc}); pass "
+            "picklable ones, or leave out path="
+        ) from exc
+
+
+def _resume(
+    path: str,
+    old: Checkpoint,
+    scan: Scan | None,
+    function: FunctionIdentity,
+    messages: list[str],
+) -> Journal:
+    """Continue the checkpoint ``old``, read from ``path``; say what is amiss."""
+    logger.info(
+        "resuming from checkpoint %r: %d of %d calls already done",
+        path,
+        old.done,
+        len(old.parameters),
+    )
+    if old.function is not None and old.function.code != function.code:
+        logger.warning(
+            "the code of %s changed since checkpoint %r was written; its saved "
+            "results are kept, since the function's name and the parameters are "
+            "the same: to compute every call again, delete the file or pass "
+            "another path=",
+            function.name,
+            path,
+        )
+    if old.unreadable:
+        i, error = next(iter(old.unreadable.items()))
+        messages.append(
+            f"{len(old.unreadable)} saved results in {path!r} cannot be loaded "
+            f"(call {i}: {error}); computing them again"
+        )
+    old.path = path
+    assert scan is not None  # a journal, since it opens like one
+    if scan.damaged:
+        copy = keep_copy(path, ".damaged")
+        lost = sum(end - start for start, end in scan.damaged)
+        messages.append(
+            f"checkpoint {path!r} is damaged: {lost} bytes in {len(scan.damaged)} "
+            f"place(s) cannot be read. Kept a copy as {copy!r}, recovered the "
+            f"{old.done} results around the damage, and computing again the "
+            "calls whose results were there"
+        )
+        return create_journal(path, old)  # a clean file, with every recovered result
+    if scan.tail_damaged:
+        copy = keep_copy(path, ".damaged")
+        messages.append(
+            f"the end of checkpoint {path!r} is damaged or was cut short, after "
+            f"its last result: no result was lost; kept a copy as {copy!r}"
+        )
+        return create_journal(path, old)  # a new file: the copy stays as it is
+    return Journal.reopen(path, scan.end)
+
+
+def _written_by_us(path: str) -> bool:
+    """Whether the file at ``path`` opens like the checkpoints we write."""
+    opening = Checkpoint.file_opening()
+    with open(path, "rb") as file:
+        return file.read(len(opening)) == opening
+
+
+def _foreign_file_message(path: str, aside: str) -> str:
+    with open(aside, "rb") as file:
+        start = file.read(256)
+    if b"Checkpoint._from_journal" in start:  # ours, with damaged first bytes
+        return (
+            f"checkpoint {path!r} is damaged in its first bytes, which say what "
+            f"the file is: moved it to {aside!r} without loading it and starting "
+            "afresh"
+        )
+    if b"thread_chunks" in start and b"Checkpoint" in start:
+        return (
+            f"checkpoint {path!r} was written by thread-chunks 1.x (or is a plain "
+            f"pickle of a Checkpoint): moved it to {aside!r} without loading it, "
+            "since loading a pickle runs code from it, and starting afresh. If "
+            f"you trust it, convert it with Checkpoint.load({aside!r}).save("
+            f"{path!r}) before running again, and the run resumes from it"
+        )
+    return (
+        f"checkpoint {path!r} is not a thread-chunks checkpoint: moved it to "
+        f"{aside!r} without loading it and starting afresh"
+    )
+
+
+def create_journal(path: str, checkpoint: Checkpoint) -> Journal:
+    """Replace ``path`` atomically by a new journal whose header is ``checkpoint``."""
+    return Journal.create(
+        path, Checkpoint.file_opening(), checkpoint.summary(), checkpoint
+    )

@@ -1,0 +1,559 @@
+"""The entry points: ``chunk``, ``achunk``, ``chunk_iter`` and ``achunk_iter``.
+
+Each checks its arguments into a plan (``_plan``), then hosts the run
+(``_host``). Their options are those of ``_options.Options``; the overloads
+only tell type checkers what a coroutine function returns.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, TypeVar, Unpack, overload
+
+from ._actors import LabelledActor
+from ._host import ResultIterator, host, hosted_stream
+from ._options import NewOptions, Options, OptionsDict
+from ._plan import make_plan
+
+__all__ = ["achunk", "achunk_iter", "chunk", "chunk_iter"]
+
+R = TypeVar("R")
+Path = str | os.PathLike[str] | None
+Bar = bool | Mapping[str, Any] | None
+Errors = Literal["raise", "defer", "return"]
+
+
+@overload
+def chunk(
+    func: Callable[..., Coroutine[Any, Any, R]],
+    parameters: Iterable[Sequence[Any]],
+    actors: Sequence[LabelledActor] | None = ...,
+    chunk_size: int | None = ...,
+    progress_bar: Bar = ...,
+    path: Path = ...,
+    **options: Unpack[NewOptions],
+) -> list[R]: ...
+@overload
+def chunk(
+    func: Callable[..., R],
+    parameters: Iterable[Sequence[Any]],
+    actors: Sequence[LabelledActor] | None = ...,
+    chunk_size: int | None = ...,
+    progress_bar: Bar = ...,
+    path: Path = ...,
+    **options: Unpack[NewOptions],
+) -> list[R]: ...
+@overload
+def chunk(
+    func: None,
+    parameters: Iterable[Sequence[Any]],
+    actors: Sequence[LabelledActor] | None = ...,
+    chunk_size: int | None = ...,
+    progress_bar: Bar = ...,
+    path: Path = ...,
+    **options: Unpack[NewOptions],
+) -> list[Any]: ...
+def chunk(
+    func: Callable[..., Any] | None,
+    parameters: Iterable[Sequence[Any]],
+    actors: Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    progress_bar: Bar = None,
+    path: Path = None,
+    *,
+    checkpoint_every: float = 0.0,
+    executor: Executor | str | None = None,
+    errors: Errors = "raise",
+    retries: int = 0,
+    retry_delay: float = 0.1,
+) -> list[Any]:
+    """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
+
+    The blocking twin of :func:`achunk`, with the same options and results.
+    ``actors``, ``chunk_size``, ``progress_bar`` and ``path`` may be passed by
+    position, in the order of thread-chunks 1.x; the others are keyword-only.
+    It runs its own event loop in a helper thread, so it also works where a
+    loop is already running (a Jupyter cell, sync code called from async code).
+
+    Parameters
+    ----------
+    func : callable or None
+        The function to call. ``None`` runs the function the ``actors`` hold.
+        A coroutine function is awaited on the event loop.
+    parameters : iterable of lists or tuples
+        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    actors : list of LabelledActor or of Ray actor handles, optional
+        The workers, exactly ``chunk_size`` of them; each call borrows one for
+        its whole duration. Defaults to ``chunk_size`` plain
+        ``LabelledActor(func)``, which run calls in threads. Handles of
+        ``RemoteLabelledActor`` (thread-chunks 1.x's Ray actors) run each call
+        on the Ray actor it borrows.
+    chunk_size : int, optional
+        The most calls running at once. Defaults to ``len(actors)`` if actors
+        are given, else to ``thread_chunks.config.default_chunk_size``.
+    progress_bar : bool or dict, optional
+        Show a tqdm progress bar. A dict shows one with these tqdm keyword
+        arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
+        Defaults to ``thread_chunks.config.progress_bar``.
+    path : str or os.PathLike, optional
+        A checkpoint file. Each result is saved as soon as its call completes,
+        and a rerun with the same function and parameters skips every call
+        already saved; another function or other parameters replace the file.
+    checkpoint_every : float, optional
+        The least number of seconds between two checkpoint writes. ``0`` (the
+        default) writes as soon as possible; a few seconds saves disk syncs when
+        calls take milliseconds, at the risk of recomputing that much on a
+        crash.
+
+        .. versionadded:: 2.0
+    executor : concurrent.futures.Executor or 'processes', optional
+        Run each call on this executor instead of in a thread: a process pool, a
+        Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
+        process still saves the checkpoint and shows progress. ``'processes'``
+        creates (and closes) a loky process pool of ``chunk_size`` workers,
+        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+
+        .. versionadded:: 2.0
+    errors : {'raise', 'defer', 'return'}, optional
+        What a failing call does to the run. ``'raise'`` (the default) stops
+        starting calls, lets the running ones finish, saves, and raises the
+        first exception. ``'defer'`` runs every call, then raises an
+        ``ExceptionGroup`` of the failures (``except*`` works). ``'return'``
+        runs every call and puts each failed call's exception in its place in
+        the results. A failed call is never saved as done: a rerun computes it
+        again.
+
+        .. versionadded:: 2.0
+    retries : int, optional
+        How many more times a call that raises is tried before it counts as
+        failed. The call keeps its place among the ``chunk_size`` running calls
+        while it waits.
+
+        .. versionadded:: 2.0
+    retry_delay : float, optional
+        Seconds before the first retry, doubled at each further one, with some
+        jitter. Cancellation and Ctrl-C cut the wait short.
+
+        .. versionadded:: 2.0
+
+    Returns
+    -------
+    list
+        ``[func(*args) for args in parameters]``, in order.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, before any call runs.
+    OSError
+        If the checkpoint file cannot be written, before any call runs.
+    RuntimeError
+        If another run is writing the same checkpoint file, before any call runs.
+    Exception
+        The first exception raised by ``func``, once the calls already running
+        have finished and their results are saved; a note names the call.
+    KeyboardInterrupt
+        On Ctrl-C, once the running calls have finished and the checkpoint is
+        written. A second Ctrl-C stops at once.
+
+    Warns
+    -----
+    CheckpointFailedWarning
+        If a checkpoint cannot be read or written; the run goes on. It points at
+        the line that started the run.
+
+    Examples
+    --------
+    >>> from thread_chunks import chunk
+    >>> def f(x, y):
+    ...     return x + y
+    >>> chunk(f, [[1, 4], [2, 5], [3, 6]], chunk_size=2, progress_bar=False)
+    [5, 7, 9]
+    """
+    options = Options(
+        actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
+        path=path, checkpoint_every=checkpoint_every, executor=executor,
+        errors=errors, retries=retries, retry_delay=retry_delay,
+    )  # fmt: skip
+    plan = make_plan(func, parameters, options)
+    return ResultIterator(plan, stream=False, stacklevel=3).outputs()
+
+
+@overload
+async def achunk(
+    func: Callable[..., Coroutine[Any, Any, R]],
+    parameters: Iterable[Sequence[Any]],
+    **options: Unpack[OptionsDict],
+) -> list[R]: ...
+@overload
+async def achunk(
+    func: Callable[..., R],
+    parameters: Iterable[Sequence[Any]],
+    **options: Unpack[OptionsDict],
+) -> list[R]: ...
+@overload
+async def achunk(
+    func: None, parameters: Iterable[Sequence[Any]], **options: Unpack[OptionsDict]
+) -> list[Any]: ...
+async def achunk(
+    func: Callable[..., Any] | None,
+    parameters: Iterable[Sequence[Any]],
+    *,
+    actors: Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    progress_bar: Bar = None,
+    path: Path = None,
+    checkpoint_every: float = 0.0,
+    executor: Executor | str | None = None,
+    errors: Errors = "raise",
+    retries: int = 0,
+    retry_delay: float = 0.1,
+) -> list[Any]:
+    """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
+
+    Sync functions run in worker threads, coroutine functions on the event
+    loop; at most ``chunk_size`` calls run at once and the next starts as soon
+    as one finishes. Works under asyncio and trio. Every option is keyword-only.
+
+    Parameters
+    ----------
+    func : callable or None
+        The function to call. ``None`` runs the function the ``actors`` hold.
+        A coroutine function is awaited on the event loop.
+    parameters : iterable of lists or tuples
+        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    actors : list of LabelledActor or of Ray actor handles, optional
+        The workers, exactly ``chunk_size`` of them; each call borrows one for
+        its whole duration. Defaults to ``chunk_size`` plain
+        ``LabelledActor(func)``, which run calls in threads. Handles of
+        ``RemoteLabelledActor`` (thread-chunks 1.x's Ray actors) run each call
+        on the Ray actor it borrows.
+    chunk_size : int, optional
+        The most calls running at once. Defaults to ``len(actors)`` if actors
+        are given, else to ``thread_chunks.config.default_chunk_size``.
+    progress_bar : bool or dict, optional
+        Show a tqdm progress bar. A dict shows one with these tqdm keyword
+        arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
+        Defaults to ``thread_chunks.config.progress_bar``.
+    path : str or os.PathLike, optional
+        A checkpoint file. Each result is saved as soon as its call completes,
+        and a rerun with the same function and parameters skips every call
+        already saved; another function or other parameters replace the file.
+    checkpoint_every : float, optional
+        The least number of seconds between two checkpoint writes. ``0`` (the
+        default) writes as soon as possible; a few seconds saves disk syncs when
+        calls take milliseconds, at the risk of recomputing that much on a
+        crash.
+
+        .. versionadded:: 2.0
+    executor : concurrent.futures.Executor or 'processes', optional
+        Run each call on this executor instead of in a thread: a process pool, a
+        Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
+        process still saves the checkpoint and shows progress. ``'processes'``
+        creates (and closes) a loky process pool of ``chunk_size`` workers,
+        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+
+        .. versionadded:: 2.0
+    errors : {'raise', 'defer', 'return'}, optional
+        What a failing call does to the run. ``'raise'`` (the default) stops
+        starting calls, lets the running ones finish, saves, and raises the
+        first exception. ``'defer'`` runs every call, then raises an
+        ``ExceptionGroup`` of the failures (``except*`` works). ``'return'``
+        runs every call and puts each failed call's exception in its place in
+        the results. A failed call is never saved as done: a rerun computes it
+        again.
+
+        .. versionadded:: 2.0
+    retries : int, optional
+        How many more times a call that raises is tried before it counts as
+        failed. The call keeps its place among the ``chunk_size`` running calls
+        while it waits.
+
+        .. versionadded:: 2.0
+    retry_delay : float, optional
+        Seconds before the first retry, doubled at each further one, with some
+        jitter. Cancellation and Ctrl-C cut the wait short.
+
+        .. versionadded:: 2.0
+
+    Returns
+    -------
+    list
+        ``[func(*args) for args in parameters]``, in order.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, before any call runs.
+    OSError
+        If the checkpoint file cannot be written, before any call runs.
+    RuntimeError
+        If another run is writing the same checkpoint file, before any call runs.
+    Exception
+        The first exception raised by ``func``, once the calls already running
+        have finished and their results are saved; a note names the call.
+    KeyboardInterrupt
+        On Ctrl-C, once the running calls have finished and the checkpoint is
+        written. A second Ctrl-C stops at once.
+
+    Warns
+    -----
+    CheckpointFailedWarning
+        If a checkpoint cannot be read or written; the run goes on. It points at
+        the line that started the run.
+
+    Examples
+    --------
+    >>> import anyio
+    >>> from thread_chunks import achunk
+    >>> async def main():
+    ...     return await achunk(pow, [[2, 5], [3, 3]], chunk_size=2,
+    ...                         progress_bar=False)
+    >>> anyio.run(main)
+    [32, 27]
+    """
+    options = Options(
+        actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
+        path=path, checkpoint_every=checkpoint_every, executor=executor,
+        errors=errors, retries=retries, retry_delay=retry_delay,
+    )  # fmt: skip
+    return await host(make_plan(func, parameters, options))
+
+
+@overload
+def chunk_iter(
+    func: Callable[..., Coroutine[Any, Any, R]],
+    parameters: Iterable[Sequence[Any]],
+    **options: Unpack[OptionsDict],
+) -> ResultIterator[R]: ...
+@overload
+def chunk_iter(
+    func: Callable[..., R] | None,
+    parameters: Iterable[Sequence[Any]],
+    **options: Unpack[OptionsDict],
+) -> ResultIterator[R]: ...
+def chunk_iter(
+    func: Callable[..., Any] | None,
+    parameters: Iterable[Sequence[Any]],
+    *,
+    actors: Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    progress_bar: Bar = None,
+    path: Path = None,
+    checkpoint_every: float = 0.0,
+    executor: Executor | str | None = None,
+    errors: Errors = "raise",
+    retries: int = 0,
+    retry_delay: float = 0.1,
+) -> ResultIterator[Any]:
+    """Yield ``(index, result)`` for every call, in the order calls complete.
+
+    Runs like :func:`chunk`, with the same options (all keyword-only here).
+    Results saved by an earlier run come first, at once. With
+    ``errors="return"``, a failed call yields ``(index, exception)``.
+    Arguments are checked at once; nothing runs until the first ``next()``.
+    Leaving the loop early (``break``, an exception in its body, ``close()``,
+    leaving a ``with`` block around it, dropping the iterator, the interpreter
+    exiting) stops the run the orderly way: running calls finish and are
+    saved, nothing is left running, and the next run resumes.
+
+    Parameters
+    ----------
+    func : callable or None
+        The function to call. ``None`` runs the function the ``actors`` hold.
+        A coroutine function is awaited on the event loop.
+    parameters : iterable of lists or tuples
+        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    actors : list of LabelledActor or of Ray actor handles, optional
+        The workers, exactly ``chunk_size`` of them; each call borrows one for
+        its whole duration. Defaults to ``chunk_size`` plain
+        ``LabelledActor(func)``, which run calls in threads. Handles of
+        ``RemoteLabelledActor`` (thread-chunks 1.x's Ray actors) run each call
+        on the Ray actor it borrows.
+    chunk_size : int, optional
+        The most calls running at once. Defaults to ``len(actors)`` if actors
+        are given, else to ``thread_chunks.config.default_chunk_size``.
+    progress_bar : bool or dict, optional
+        Show a tqdm progress bar. A dict shows one with these tqdm keyword
+        arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
+        Defaults to ``thread_chunks.config.progress_bar``.
+    path : str or os.PathLike, optional
+        A checkpoint file. Each result is saved as soon as its call completes,
+        and a rerun with the same function and parameters skips every call
+        already saved; another function or other parameters replace the file.
+    checkpoint_every : float, optional
+        The least number of seconds between two checkpoint writes. ``0`` (the
+        default) writes as soon as possible; a few seconds saves disk syncs when
+        calls take milliseconds, at the risk of recomputing that much on a
+        crash.
+
+        .. versionadded:: 2.0
+    executor : concurrent.futures.Executor or 'processes', optional
+        Run each call on this executor instead of in a thread: a process pool, a
+        Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
+        process still saves the checkpoint and shows progress. ``'processes'``
+        creates (and closes) a loky process pool of ``chunk_size`` workers,
+        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+
+        .. versionadded:: 2.0
+    errors : {'raise', 'defer', 'return'}, optional
+        What a failing call does to the run. ``'raise'`` (the default) stops
+        starting calls, lets the running ones finish, saves, and raises the
+        first exception. ``'defer'`` runs every call, then raises an
+        ``ExceptionGroup`` of the failures (``except*`` works). ``'return'``
+        runs every call and puts each failed call's exception in its place in
+        the results. A failed call is never saved as done: a rerun computes it
+        again.
+
+        .. versionadded:: 2.0
+    retries : int, optional
+        How many more times a call that raises is tried before it counts as
+        failed. The call keeps its place among the ``chunk_size`` running calls
+        while it waits.
+
+        .. versionadded:: 2.0
+    retry_delay : float, optional
+        Seconds before the first retry, doubled at each further one, with some
+        jitter. Cancellation and Ctrl-C cut the wait short.
+
+        .. versionadded:: 2.0
+
+    Returns
+    -------
+    iterator of tuple
+        ``(index, func(*parameters[index]))``, as each call completes. It is
+        also a context manager that stops the run when the block is left.
+
+    Examples
+    --------
+    >>> from thread_chunks import chunk_iter
+    >>> sorted(chunk_iter(pow, [[2, 3], [3, 2]], progress_bar=False))
+    [(0, 8), (1, 9)]
+    >>> with chunk_iter(abs, [[-1], [-2], [-3]], progress_bar=False) as results:
+    ...     first = next(results)  # leaving the block stops the run
+    """
+    options = Options(
+        actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
+        path=path, checkpoint_every=checkpoint_every, executor=executor,
+        errors=errors, retries=retries, retry_delay=retry_delay,
+    )  # fmt: skip
+    return ResultIterator(make_plan(func, parameters, options), stacklevel=1)
+
+
+def achunk_iter(
+    func: Callable[..., Any] | None,
+    parameters: Iterable[Sequence[Any]],
+    *,
+    actors: Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    progress_bar: Bar = None,
+    path: Path = None,
+    checkpoint_every: float = 0.0,
+    executor: Executor | str | None = None,
+    errors: Errors = "raise",
+    retries: int = 0,
+    retry_delay: float = 0.1,
+) -> AbstractAsyncContextManager[AsyncIterator[tuple[int, Any]]]:
+    """Run like :func:`achunk`; give ``(index, result)`` pairs as calls complete.
+
+    An async context manager that owns the run and hands out an async
+    iterator of its results, in the order calls complete (results saved by an
+    earlier run first). Leaving the block, however early, stops the run the
+    orderly way: running calls finish and are saved. An error of the run is
+    raised when the block is left. Following trio's rule, the iterator is a
+    stream read from a task group, not a generator that yields inside one.
+    Arguments are checked at once, before anything runs.
+
+    Parameters
+    ----------
+    func : callable or None
+        The function to call. ``None`` runs the function the ``actors`` hold.
+        A coroutine function is awaited on the event loop.
+    parameters : iterable of lists or tuples
+        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    actors : list of LabelledActor or of Ray actor handles, optional
+        The workers, exactly ``chunk_size`` of them; each call borrows one for
+        its whole duration. Defaults to ``chunk_size`` plain
+        ``LabelledActor(func)``, which run calls in threads. Handles of
+        ``RemoteLabelledActor`` (thread-chunks 1.x's Ray actors) run each call
+        on the Ray actor it borrows.
+    chunk_size : int, optional
+        The most calls running at once. Defaults to ``len(actors)`` if actors
+        are given, else to ``thread_chunks.config.default_chunk_size``.
+    progress_bar : bool or dict, optional
+        Show a tqdm progress bar. A dict shows one with these tqdm keyword
+        arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
+        Defaults to ``thread_chunks.config.progress_bar``.
+    path : str or os.PathLike, optional
+        A checkpoint file. Each result is saved as soon as its call completes,
+        and a rerun with the same function and parameters skips every call
+        already saved; another function or other parameters replace the file.
+    checkpoint_every : float, optional
+        The least number of seconds between two checkpoint writes. ``0`` (the
+        default) writes as soon as possible; a few seconds saves disk syncs when
+        calls take milliseconds, at the risk of recomputing that much on a
+        crash.
+
+        .. versionadded:: 2.0
+    executor : concurrent.futures.Executor or 'processes', optional
+        Run each call on this executor instead of in a thread: a process pool, a
+        Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
+        process still saves the checkpoint and shows progress. ``'processes'``
+        creates (and closes) a loky process pool of ``chunk_size`` workers,
+        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+
+        .. versionadded:: 2.0
+    errors : {'raise', 'defer', 'return'}, optional
+        What a failing call does to the run. ``'raise'`` (the default) stops
+        starting calls, lets the running ones finish, saves, and raises the
+        first exception. ``'defer'`` runs every call, then raises an
+        ``ExceptionGroup`` of the failures (``except*`` works). ``'return'``
+        runs every call and puts each failed call's exception in its place in
+        the results. A failed call is never saved as done: a rerun computes it
+        again.
+
+        .. versionadded:: 2.0
+    retries : int, optional
+        How many more times a call that raises is tried before it counts as
+        failed. The call keeps its place among the ``chunk_size`` running calls
+        while it waits.
+
+        .. versionadded:: 2.0
+    retry_delay : float, optional
+        Seconds before the first retry, doubled at each further one, with some
+        jitter. Cancellation and Ctrl-C cut the wait short.
+
+        .. versionadded:: 2.0
+
+    Returns
+    -------
+    async context manager of async iterator of tuple
+        ``(index, func(*parameters[index]))``, as each call completes.
+
+    Examples
+    --------
+    >>> import anyio
+    >>> from thread_chunks import achunk_iter
+    >>> async def main():
+    ...     async with achunk_iter(abs, [[-1], [-2]], progress_bar=False) as results:
+    ...         return sorted([pair async for pair in results])
+    >>> anyio.run(main)
+    [(0, 1), (1, 2)]
+    """
+    options = Options(
+        actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
+        path=path, checkpoint_every=checkpoint_every, executor=executor,
+        errors=errors, retries=retries, retry_delay=retry_delay,
+    )  # fmt: skip
+    plan = make_plan(func, parameters, options)
+    return hosted_stream(plan)

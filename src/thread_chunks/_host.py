@@ -1,0 +1,471 @@
+"""Hosting a run for an entry point: its event loop, its warnings, signals, its end.
+
+Every entry point hosts its run the same way. A :class:`HostedRun` runs the
+plan on an event loop, collecting in a :class:`Mailbox` what the run reports,
+from whichever thread: warnings, results (when streamed) and its outcome. The
+entry point, in the caller's thread, takes them out and delivers them: it
+issues each warning from its own frame, so that it points at the user's line
+(and a warning that a filter turns into an error stops the run like any
+exception), hands results to the caller, and at the end returns the outputs
+or raises what ended the run.
+
+:func:`chunk` and :func:`chunk_iter` run the event loop in a helper thread (a
+blocking portal), which works whether or not a loop is already running in the
+caller's thread; :func:`achunk` and :func:`achunk_iter` run it in a task of
+the caller's loop. In the caller's main thread, the first Ctrl-C or SIGTERM
+stops the run the orderly way (running calls finish and are saved), then
+raises ``KeyboardInterrupt`` or :class:`Terminated` (a ``SystemExit`` with
+status 143); a second one ends the process at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import warnings
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from contextlib import ExitStack, asynccontextmanager, contextmanager, suppress
+from types import FrameType
+from typing import Any, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from anyio.from_thread import start_blocking_portal
+
+from ._plan import Plan
+from ._run import run_plan
+
+__all__ = [
+    "END",
+    "HostedRun",
+    "ResultIterator",
+    "ResultStream",
+    "Terminated",
+    "host",
+    "ignore_sigint",
+]
+
+logger = logging.getLogger("thread_chunks")
+
+R = TypeVar("R")
+
+END: Any = object()
+"""What :meth:`HostedRun.next` returns once the run has ended."""
+
+
+class Mailbox:
+    """What a run reports to its entry point, put from any thread, taken in order."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._items: deque[tuple[str, Any]] = deque()
+        self._kinds: set[str] = set()
+        self._wake: Callable[[], None] | None = None
+
+    def warn(self, message: str, category: type[Warning], kind: str = "") -> None:
+        """Queue a warning; if ``kind`` is given, only the first one of that kind."""
+        with self._condition:
+            if kind in self._kinds:
+                return
+            if kind:
+                self._kinds.add(kind)
+        self.put("warning", (message, category))
+
+    def emit(self, index: int, result: Any) -> None:
+        """Queue the result of call ``index``, to be streamed."""
+        self.put("result", (index, result))
+
+    def put(self, kind: str, payload: Any) -> None:
+        """Queue an item and wake whoever waits for it."""
+        with self._condition:
+            self._items.append((kind, payload))
+            self._condition.notify_all()
+            wake, self._wake = self._wake, None
+        if wake is not None:
+            wake()
+
+    def take_blocking(self) -> list[tuple[str, Any]]:
+        """Take every item queued, blocking until there is one (Ctrl-C interrupts)."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._items)
+            return self._take()
+
+    async def take(self) -> list[tuple[str, Any]]:
+        """Take every item queued, waiting on the event loop until there is one."""
+        event = anyio.Event()
+        token = anyio.lowlevel.current_token()
+        loop_thread = threading.get_ident()
+
+        def wake() -> None:
+            if threading.get_ident() == loop_thread:
+                event.set()
+            else:
+                with suppress(anyio.RunFinishedError):
+                    anyio.from_thread.run_sync(event.set, token=token)
+
+        with self._condition:
+            if self._items:
+                return self._take()
+            self._wake = wake
+        await event.wait()
+        with self._condition:
+            return self._take()
+
+    def _take(self) -> list[tuple[str, Any]]:
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+class HostedRun:
+    """One run of a plan, hosted for an entry point.
+
+    :meth:`run` runs it on an event loop; :meth:`next_blocking` (from a
+    thread) or :meth:`next` (from a task) deliver what it reports, one result
+    at a time, issuing its warnings on the way; :meth:`result` returns its
+    outputs or raises what ended it.
+    """
+
+    def __init__(self, plan: Plan, stream: bool) -> None:
+        self.plan = plan
+        self.stream = stream
+        self.ended = False
+        """Whether the entry point has taken the run's outcome."""
+        self.finished = threading.Event()
+        """Set, from the run's thread, once the run has ended and saved."""
+        self._mailbox = Mailbox()
+        self._results: deque[tuple[int, Any]] = deque()
+        self._outcome: list[Any] | BaseException | None = None
+
+    async def run(self) -> None:
+        """Run the plan; put its outcome in the mailbox, however it ends.
+
+        A ``KeyboardInterrupt`` or ``SystemExit`` that escapes a task stops an
+        asyncio event loop on the spot, with a long report of the tasks it left
+        behind. So everything but cancellation is kept as the outcome, for the
+        entry point to raise from its own task or thread.
+        """
+        mailbox = self._mailbox
+        outcome: list[Any] | BaseException | None = None
+        try:
+            emit = mailbox.emit if self.stream else None
+            outcome = await run_plan(self.plan, mailbox.warn, emit)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:
+            outcome = exc
+        finally:
+            mailbox.put("end", outcome)
+            self.finished.set()
+
+    def next_blocking(self, stacklevel: int) -> Any:
+        """The next result, or :data:`END`; warnings issued ``stacklevel`` up."""
+        while not self._results and not self.ended:
+            self._deliver(self._mailbox.take_blocking(), stacklevel + 1)
+        return self._results.popleft() if self._results else END
+
+    async def next(self, stacklevel: int) -> Any:
+        """The next result, or :data:`END`; warnings issued ``stacklevel`` up."""
+        while not self._results and not self.ended:
+            self._deliver(await self._mailbox.take(), stacklevel + 1)
+        return self._results.popleft() if self._results else END
+
+    def _deliver(self, items: list[tuple[str, Any]], stacklevel: int) -> None:
+        for kind, payload in items:
+            if kind == "result":
+                self._results.append(payload)
+            elif kind == "warning":
+                message, category = payload
+                warnings.warn(message, category, stacklevel=stacklevel + 1)
+            else:
+                self._outcome, self.ended = payload, True
+
+    def result(self) -> list[Any]:
+        """The outputs of the run, or the exception that ended it, raised.
+
+        A run that was cancelled before it ended has no outputs: ``[]``.
+        """
+        outcome = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return [] if outcome is None else outcome
+
+
+async def host(plan: Plan) -> list[Any]:
+    """Run ``plan`` in a task of the current event loop; return its outputs.
+
+    Its warnings point two frames up: the caller of the entry point.
+    """
+    hosted = HostedRun(plan, stream=False)
+    with unwrapped_exception_groups():
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(hosted.run)
+            while await hosted.next(stacklevel=3) is not END:
+                pass
+    return hosted.result()
+
+
+class ResultStream:
+    """The results of a run hosted in a task, as an async iterator.
+
+    ``async for index, result in stream`` gives each result as its call
+    completes; the run's warnings are issued at the ``async for`` line.
+    """
+
+    def __init__(self, hosted: HostedRun) -> None:
+        self._hosted = hosted
+
+    def __aiter__(self) -> ResultStream:
+        return self
+
+    async def __anext__(self) -> tuple[int, Any]:
+        item = await self._hosted.next(stacklevel=2)
+        if item is END:
+            raise StopAsyncIteration
+        result: tuple[int, Any] = item
+        return result
+
+
+class ResultIterator(Iterator[tuple[int, R]]):
+    """A run on a private event loop in a helper thread, as an iterator.
+
+    Nothing runs until the first ``next()``. Leaving early (``close()``,
+    leaving a ``with`` block, dropping the iterator, or the interpreter
+    exiting) stops the run the orderly way: running calls finish and are
+    saved, and nothing of the run is left running.
+    """
+
+    def __init__(self, plan: Plan, stream: bool = True, stacklevel: int = 1) -> None:
+        """``stacklevel``: how many frames above ``__next__`` the user's line is."""
+        self._hosted = HostedRun(plan, stream)
+        self._stacklevel = stacklevel
+        self._stack: ExitStack | None = None
+        self._future: Future[None] | None = None
+        self._closed = not plan.parameters
+
+    def __iter__(self) -> ResultIterator[R]:
+        return self
+
+    def __next__(self) -> tuple[int, R]:
+        if self._closed:
+            raise StopIteration
+        with sigterm_stops_the_run(), unwrapped_exception_groups():
+            try:
+                if self._future is None:
+                    self._start()
+                item = self._hosted.next_blocking(self._stacklevel + 1)
+            except (KeyboardInterrupt, Terminated) as exc:
+                _log_stopping(exc)
+                self.close()
+                raise
+            except BaseException:  # a warning turned into an error
+                self.close()
+                raise
+            if item is END:
+                self.close()
+                self._hosted.result()  # raises what ended the run, if anything
+                raise StopIteration
+        result: tuple[int, R] = item
+        return result
+
+    def outputs(self) -> list[Any]:
+        """Run to the end and return the outputs in order (for :func:`chunk`)."""
+        for _ in self:
+            pass
+        return self._hosted.result()
+
+    def _start(self) -> None:
+        self._stack = ExitStack()
+        portal = self._stack.enter_context(
+            start_blocking_portal("asyncio", name="thread-chunks")
+        )
+        self._future = portal.start_task_soon(self._hosted.run)
+        _exit_watcher.watch(self)
+
+    def close(self) -> None:
+        """Stop the run the orderly way, if it runs; wait until it has stopped."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._future is not None:
+            self._future.cancel()
+        if self._stack is not None:
+            self._stack.close()
+
+    def stop_at_exit(self) -> None:
+        """At interpreter exit, from another thread: stop the run, wait for it."""
+        future = self._future
+        if not self._closed and future is not None:
+            future.cancel()
+            self._hosted.finished.wait()
+
+    def __enter__(self) -> ResultIterator[R]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with suppress(Exception):
+            self.close()
+
+
+class _ExitWatcher:
+    """Stops unfinished result iterators when the interpreter exits.
+
+    The interpreter waits for its non-daemon threads before it exits, but a
+    suspended iterator's run would never end by itself. One non-daemon thread
+    waits for the main thread to finish, which happens at the start of
+    interpreter exit, then stops every iterator still running, the orderly
+    way, so that the process exits once their running calls are saved.
+    """
+
+    def __init__(self) -> None:
+        self._iterators: weakref.WeakSet[ResultIterator[Any]] = weakref.WeakSet()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def watch(self, iterator: ResultIterator[Any]) -> None:
+        with self._lock:
+            self._iterators.add(iterator)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._wait, name="thread-chunks-exit", daemon=False
+                )
+                self._thread.start()
+
+    def _wait(self) -> None:
+        threading.main_thread().join()
+        with self._lock:
+            iterators = list(self._iterators)
+        for iterator in iterators:
+            iterator.stop_at_exit()
+
+
+_exit_watcher = _ExitWatcher()
+
+
+@contextmanager
+def unwrapped_exception_groups() -> Iterator[None]:
+    """Re-raise a group holding a single exception as that exception.
+
+    So that ``except KeyboardInterrupt`` or ``except ValueError`` works for
+    callers on every backend, where task groups would wrap it.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if type(group) not in (BaseExceptionGroup, ExceptionGroup):
+            raise  # a group of our own making, such as errors="defer"'s
+        exc: BaseException = group
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        if exc is group:
+            raise
+        raise exc from exc.__cause__
+
+
+def ignore_sigint() -> None:
+    """Make this process ignore SIGINT: the initializer of a worker process.
+
+    A Ctrl-C in a terminal interrupts every process of the foreground group,
+    worker processes included, and a worker interrupted in the middle of a
+    call loses it. With this initializer the workers carry on, and the
+    process running :func:`chunk` handles the Ctrl-C: running calls finish
+    and are saved, then ``KeyboardInterrupt`` is raised once.
+    ``executor="processes"`` uses it already; give it to a process pool of
+    your own.
+
+    Examples
+    --------
+    >>> from concurrent.futures import ProcessPoolExecutor
+    >>> from thread_chunks import chunk, ignore_sigint
+    >>> with ProcessPoolExecutor(2, initializer=ignore_sigint) as pool:
+    ...     chunk(abs, [[-1], [-2]], executor=pool, progress_bar=False)
+    [1, 2]
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread by the first SIGTERM during a run.
+
+    A ``SystemExit`` whose code is 143 (128 + SIGTERM), as a batch scheduler
+    expects: ``finally`` blocks and ``atexit`` hooks run, and the process
+    exits with that status unless the exception is caught.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+@contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """Turn the first SIGTERM into :class:`Terminated`; end the process on a second.
+
+    Batch schedulers (SLURM, PBS, Kubernetes) send SIGTERM some time before
+    SIGKILL. The first one raises :class:`Terminated` in the main thread,
+    which the entry point handles like a first Ctrl-C (running calls finish
+    and are saved) before it propagates. A second SIGTERM meanwhile ends the
+    process at once. Does nothing outside the main thread, or where SIGTERM
+    is ignored or handled by someone else.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+    received = False
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        nonlocal received
+        if received:  # the second one: stop at once
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGTERM)
+        received = True
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _log_stopping(signal: KeyboardInterrupt | Terminated) -> None:
+    """Say that the first Ctrl-C or SIGTERM is stopping the run, and how."""
+    ctrl_c = isinstance(signal, KeyboardInterrupt)
+    logger.warning(
+        "%s: waiting for the running calls to finish and saving the checkpoint; "
+        "a second %s stops at once",
+        "interrupted" if ctrl_c else "SIGTERM",
+        "Ctrl-C" if ctrl_c else "SIGTERM",
+    )
+
+
+@asynccontextmanager
+async def hosted_stream(plan: Plan) -> AsyncIterator[ResultStream]:
+    """The body of :func:`achunk_iter`: host ``plan`` in a task, stream results.
+
+    Leaving, however early, stops the run the orderly way; then the
+    remaining warnings are issued and what ended the run is raised.
+    """
+    hosted = HostedRun(plan, stream=True)
+    with unwrapped_exception_groups():
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(hosted.run)
+            try:
+                yield ResultStream(hosted)
+            finally:
+                if not hosted.ended:  # left before the end: stop the run
+                    task_group.cancel_scope.cancel()
+        while await hosted.next(stacklevel=4) is not END:
+            pass  # results nobody reads any more; warnings are issued
+    hosted.result()

@@ -1,0 +1,309 @@
+"""One run: its worker tasks, its state, and what happens when a call fails.
+
+:func:`run_plan` opens what a run holds (the checkpoint, the executor, the
+progress bar), starts ``chunk_size`` worker tasks, and closes everything in
+reverse order however the run ends. :class:`Workers` owns the run's state
+(one stop flag, the outputs, the failures) and offers the strategies the
+narrow :class:`~thread_chunks._actors.Calls` interface. Every attempt at a
+call, first or retry, goes through the run's one strategy. A failing call is
+tried again ``retries`` times (its worker waits, keeping its place: no more
+than ``chunk_size`` calls ever run), then handled as ``errors`` says.
+"""
+
+from __future__ import annotations
+
+import random
+import reprlib
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from itertools import islice
+from typing import Any
+
+import anyio
+
+from ._actors import Coroutines, Strategy
+from ._checkpoint import CallFailure
+from ._executor import Batches, BatchSizes, opened_executor
+from ._plan import Plan
+from ._ray import RayActors
+from ._store import CheckpointStore, Warn
+from ._threads import Threads
+
+__all__ = ["CallsFailed", "Emit", "Workers", "bar_class", "run_plan"]
+
+Emit = Callable[[int, Any], None]
+"""Called on the event loop with ``(index, result)`` as each call completes
+(``(index, exception)`` for a failure, with ``errors="return"``)."""
+
+
+class CallsFailed(ExceptionGroup[Exception]):
+    """The failures of a run with ``errors="defer"``, raised once every call ran.
+
+    An ``ExceptionGroup`` of the exceptions of the failed calls, each with a
+    note naming its call; ``except*`` works on it. Every other result is saved,
+    and a rerun computes only the failed calls.
+
+    Examples
+    --------
+    >>> from thread_chunks import CallsFailed, chunk
+    >>> def inverse(x):
+    ...     return 1 / x
+    >>> try:
+    ...     chunk(inverse, [[1], [0]], errors="defer", progress_bar=False)
+    ... except CallsFailed as failed:
+    ...     print(failed.exceptions)
+    (ZeroDivisionError('division by zero'),)
+    """
+
+    __module__ = "thread_chunks"
+
+
+async def run_plan(plan: Plan, warn: Warn, emit: Emit | None = None) -> list[Any]:
+    """Run a checked :class:`Plan` and return its outputs in order.
+
+    ``warn`` queues the run's warnings for the entry point to issue. ``emit``
+    sees each result as it comes: first those of earlier runs, then each new
+    one as its call completes.
+    """
+    n = len(plan.parameters)
+    if n == 0:
+        return []
+    outputs: list[Any] = [None] * n
+    store = None
+    # Closed in reverse order, however the run ends: the calls, the executor,
+    # the progress bar, and last the checkpoint, which saves what they left.
+    async with AsyncExitStack() as stack:
+        if plan.path is not None:
+            store = await CheckpointStore.open(
+                plan.path, plan.function, plan.parameters, plan.checkpoint_every, warn
+            )
+            await stack.enter_async_context(store.running())
+            for i, result in store.results.items():
+                outputs[i] = result
+                if emit is not None:
+                    emit(i, result)
+        done = set() if store is None else set(store.results)
+        bar = _open_bar(plan, len(done))
+        if bar is not None:
+            stack.callback(bar.close)
+        executor = await stack.enter_async_context(
+            opened_executor(plan.executor, plan.chunk_size)
+        )
+        todo = (i for i in range(n) if i not in done)
+        workers = Workers(plan, outputs, store, emit, bar, todo)
+        limiter = anyio.CapacityLimiter(plan.chunk_size)
+        strategy: Strategy
+        if executor is not None:
+            sizes = BatchSizes(n - len(done), plan.chunk_size)
+            stops = workers.first_failure_stops
+            strategy = Batches(workers, limiter, executor, sizes, stops)
+        elif plan.on_ray:
+            strategy = RayActors(workers, limiter)
+        elif plan.is_async:
+            strategy = Coroutines(workers)
+        else:
+            strategy = Threads(workers, limiter)
+        workers.strategy = strategy
+        async with anyio.create_task_group() as task_group:
+            for actor in plan.actors[: n - len(done)]:
+                task_group.start_soon(strategy.work, actor)
+    workers.raise_failures()
+    return outputs
+
+
+class Workers:
+    """The state of one run, shared by its worker tasks (see :class:`Calls`)."""
+
+    strategy: Strategy
+
+    def __init__(
+        self,
+        plan: Plan,
+        outputs: list[Any],
+        store: CheckpointStore | None,
+        emit: Emit | None,
+        bar: Any,
+        todo: Iterator[int],
+    ) -> None:
+        self.plan = plan
+        self.outputs = outputs
+        self.store = store
+        self.emit = emit
+        self.bar = bar
+        self._todo = todo
+        self._todo_lock = threading.Lock()
+        self._stopped = False
+        """Set, from any thread, when no further call may start."""
+        self.stop_reasons: list[tuple[int, BaseException]] = []
+        """The failures that stopped the run, first first."""
+        self.deferred: list[tuple[int, Exception]] = []
+
+    @property
+    def parameters(self) -> Sequence[Sequence[Any]]:
+        """The argument lists of the run."""
+        return self.plan.parameters
+
+    @property
+    def stopped(self) -> bool:
+        """Whether no further call may start."""
+        return self._stopped
+
+    def stop(self, because: tuple[int, BaseException] | None = None) -> None:
+        """Start no further call; ``because`` is the failure that ends the run."""
+        self._stopped = True
+        if because is not None:
+            self.stop_reasons.append(because)
+
+    def take(self, most: int) -> list[int]:
+        """Take the indices of up to ``most`` calls to make, from any thread."""
+        with self._todo_lock:
+            return list(islice(self._todo, most))
+
+    @property
+    def first_failure_stops(self) -> bool:
+        """Whether the first failure of a call (an Exception) ends the run."""
+        return self.plan.errors == "raise" and self.plan.retries == 0
+
+    def stops_the_run(self, exc: BaseException) -> bool:
+        """Whether ``exc``, raised by a call's first attempt, ends the run."""
+        return not isinstance(exc, Exception) or self.first_failure_stops
+
+    def completed(self, indices: Sequence[int], results: Sequence[Any]) -> None:
+        """Keep the results of the calls ``indices`` (in ascending order)."""
+        first, outputs = indices[0], self.outputs
+        if indices[-1] - first + 1 == len(indices):  # a run of calls: at C speed
+            outputs[first : first + len(indices)] = results
+        else:
+            for i, result in zip(indices, results, strict=True):
+                outputs[i] = result
+        if self.store is not None:
+            self.store.record_many(indices, results)
+
+    def completed_one(self, index: int, result: Any) -> None:
+        """Keep the result of call ``index``, as :meth:`completed` does."""
+        self.outputs[index] = result
+        if self.store is not None:
+            self.store.record(index, result)
+
+    def reported(self, indices: Sequence[int], results: Sequence[Any]) -> None:
+        """Show kept results: stream them, and move the progress bar."""
+        if self.emit is not None:
+            for i, result in zip(indices, results, strict=True):
+                self.emit(i, result)
+        if self.bar is not None:
+            self.bar.update(len(indices))
+
+    async def failed(self, actor: Any, index: int, exc: BaseException) -> bool:
+        """Retry call ``index``, which raised ``exc`` once; return whether to go on."""
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit...
+            self.stop((index, exc))
+            return False
+        attempts = 1
+        while attempts <= self.plan.retries:
+            # Exponential backoff with jitter; cancellation cuts it short.
+            delay = self.plan.retry_delay * 2 ** (attempts - 1)
+            await anyio.sleep(delay * random.uniform(0.5, 1.5))
+            try:
+                result = await self.strategy.call(actor, index)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as again:
+                exc, attempts = again, attempts + 1
+            except BaseException as stopping:
+                self.stop((index, stopping))
+                return False
+            else:
+                self.completed([index], [result])
+                self.reported([index], [result])
+                return True
+        return self._give_up(index, exc)
+
+    def _give_up(self, index: int, exc: Exception) -> bool:
+        """Handle the failure of call ``index`` as ``errors`` says; go on?"""
+        self._note(index, exc)
+        if self.store is not None:
+            failure = CallFailure.of(exc, self.plan.retries + 1)
+            self.store.record_failure(index, failure)
+        if self.plan.errors == "raise":
+            self.stop((index, exc))
+            return False
+        if self.plan.errors == "defer":
+            self.deferred.append((index, exc))
+        else:  # "return"
+            self.outputs[index] = exc
+            if self.emit is not None:
+                self.emit(index, exc)
+        if self.bar is not None:
+            self.bar.update()
+        return True
+
+    def _note(self, i: int, exc: BaseException) -> None:
+        exc.add_note(
+            f"raised by call {i}: {self.plan.func_name}(*parameters[{i}]) with "
+            f"parameters[{i}] = {reprlib.repr(self.plan.parameters[i])}"
+        )
+
+    def raise_failures(self) -> None:
+        """Raise what stopped the run, or the deferred failures as a group."""
+        if self.stop_reasons:
+            i, exc = self.stop_reasons[0]
+            if not isinstance(exc, Exception):
+                self._note(i, exc)
+            for j, other in self.stop_reasons[1:]:
+                exc.add_note(f"call {j} failed too: {type(other).__name__}: {other}")
+            raise exc
+        if self.deferred:
+            n = len(self.plan.parameters)
+            failed = sorted(self.deferred, key=lambda pair: pair[0])
+            raise CallsFailed(
+                f"{len(failed)} of {n} calls failed; every other result is "
+                "saved, and a rerun computes only the failed ones",
+                [exc for _, exc in failed],
+            )
+
+
+def _open_bar(plan: Plan, already_done: int) -> Any:
+    """The run's progress bar, or ``None``; tqdm is imported only for a bar."""
+    if plan.progress_bar is None:
+        return None
+    description = plan.func_name
+    if already_done:
+        description += f" (resumed, {already_done} done before)"
+    arguments = {
+        "total": len(plan.parameters),
+        "initial": already_done,
+        "desc": description,
+        "unit": "call",
+    }
+    options: Mapping[str, Any] = plan.progress_bar
+    return bar_class()(**(arguments | dict(options)))
+
+
+def bar_class() -> Any:
+    """The widget bar in a Jupyter kernel with ipywidgets, else the text bar.
+
+    ``tqdm.auto`` would warn "IProgress not found" on every run in a kernel
+    without ipywidgets, where the text bar works well.
+    """
+    if _in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm
+    from tqdm.std import tqdm
+
+    return tqdm
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel, as ``tqdm.autonotebook`` decides."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if get_ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
