@@ -26,7 +26,7 @@ def build_journal(path: Path) -> list[tuple[int, set[int]]]:
     header = Checkpoint("f", [[i] for i in range(N)])
     opening = Checkpoint.file_opening()
     journal = Journal.create(str(path), opening, header.summary(), header)
-    sizes = [(path.stat().st_size, set())]
+    sizes: list[tuple[int, set[int]]] = [(path.stat().st_size, set())]
     saved: set[int] = set()
     for batch in ([0, 1], [2], [3, 4, 5], [6]):
         journal.append(batch, [f"result {i}" * (i + 1) for i in batch])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ ALL = [f.name for f in fields(Options)]
 LEGACY = ["actors", "chunk_size", "progress_bar", "path"]
 NEW = [name for name in ALL if name not in LEGACY]
 
-ENTRY_POINTS = {
+ENTRY_POINTS: dict[str, tuple[Callable[..., Any], list[str], list[str]]] = {
     "chunk": (chunk, ["func", "parameters", *LEGACY], NEW),
     "achunk": (achunk, ["func", "parameters"], ALL),
     "Chunker": (
@@ -66,7 +67,7 @@ def test_every_option_is_documented_once(name: str) -> None:
 
 def test_new_options_are_keyword_only_in_chunk() -> None:
     with pytest.raises(TypeError, match="positional"):
-        chunk(abs, [[1]], None, 1, False, None, 0.5)  # type: ignore[misc]
+        chunk(abs, [[1]], None, 1, False, None, 0.5)  # type: ignore[call-overload]
 
 
 def test_an_int_in_place_of_actors_suggests_chunk_size() -> None:

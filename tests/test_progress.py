@@ -77,7 +77,7 @@ def test_a_dict_can_disable_the_bar(capsys: pytest.CaptureFixture[str]) -> None:
 
 class _Kernel:
     def __init__(self) -> None:
-        self.config = {"IPKernelApp": {}}
+        self.config: dict[str, dict[str, object]] = {"IPKernelApp": {}}
 
 
 def _fake_kernel(monkeypatch: pytest.MonkeyPatch, widgets: bool) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -127,7 +127,7 @@ async def test_cancelling_waits_for_running_ray_calls_and_saves(
     remote_actor_class: Any, tmp_path: Path
 ) -> None:
     path = tmp_path / "cancel.pkl"
-    gate = Gate.remote()
+    gate = cast(Any, Gate).remote()  # @ray.remote made Gate an actor class
 
     def held(gate: Any, x: int) -> int:
         ray.get(gate.enter.remote())

@@ -50,7 +50,7 @@ def test_func_and_actors_both_none() -> None:
 
 def test_func_not_callable_suggests_passing_the_function() -> None:
     with pytest.raises(TypeError, match=r"func must be callable, got 5 \(int\)"):
-        chunk(5, [[1]])  # type: ignore[arg-type]
+        chunk(5, [[1]])  # type: ignore[call-overload]
 
 
 def test_wrong_number_of_actors_names_both_numbers() -> None:
@@ -87,7 +87,7 @@ def test_bad_parameters_name_the_index(parameters: Any, message: str) -> None:
 
 def test_scalar_parameters_suggest_wrapping_each() -> None:
     with pytest.raises(TypeError, match=r"pass \[\[x\] for x in values\]"):
-        chunk(record, [1, 2])
+        chunk(record, [1, 2])  # type: ignore[arg-type, list-item]
 
 
 def test_path_that_is_a_directory(tmp_path: Path) -> None:
@@ -155,5 +155,5 @@ def test_two_runs_on_one_checkpoint_at_once(tmp_path: Path) -> None:
 def test_bad_input_leaves_the_actors_function_alone() -> None:
     actors = [LabelledActor(abs), LabelledActor(abs)]
     with pytest.raises(TypeError, match=r"parameters\[0\] must be a list or tuple"):
-        chunk(record, [1], actors=actors)
+        chunk(record, [1], actors=actors)  # type: ignore[arg-type, list-item]
     assert [actor.get_func() for actor in actors] == [abs, abs]
