@@ -1,0 +1,1 @@
+"""Developer tools of thread-chunks; not part of the library."""
