@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from thread_chunks._options import Options
+from tools import docstrings
 from tools.docstrings import check, main, write
 
 
@@ -204,3 +206,8 @@ def test_command_line(
     assert main(["--write", "--root", str(root)]) == 0
     assert capsys.readouterr().out == "rewrote 1 file(s)\nall match\n"
     assert main(["--check", "--root", str(root)]) == 0
+
+
+def test_the_entry_points_document_the_options_as_options_defines_them() -> None:
+    """The real package: every entry point's options section is up to date."""
+    assert docstrings.check(docstrings.ROOT, Options, docstrings.ENTRY_POINTS) == []

@@ -2,7 +2,8 @@
 
 ``thread_chunks._options.Options`` defines each option once: its numpydoc type
 (field metadata ``kind``) and description (``doc``). A public function or
-method of ``src/thread_chunks/*.py`` with a docstring and options among its
+method of ``src/thread_chunks/*.py`` (exported in the package's ``__all__``,
+where it has one) with a docstring and options among its
 positional-or-keyword or keyword-only parameters must document them, in
 signature order, as one contiguous block of Parameters entries rendered from
 that metadata; a class documents its ``__init__``'s options in its own
@@ -31,6 +32,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDERS = ("{options}", "{outcome}", "{func_and_parameters}")
+ENTRY_POINTS = frozenset({"chunk", "achunk", "chunk_iter", "achunk_iter", "Chunker"})
+"""The functions and classes of the package that take the options (a class's
+methods too); other functions may take a ``path`` that is not the option."""
 Def = ast.FunctionDef | ast.AsyncFunctionDef
 Entry = tuple[str, int, int]  # name, first line, end line (exclusive), 0-based
 
@@ -71,10 +75,22 @@ def _options_of(func: Def, names: frozenset[str]) -> list[str]:
 
 
 def _targets(
-    body: list[ast.stmt], names: frozenset[str], prefix: str = ""
+    body: list[ast.stmt],
+    names: frozenset[str],
+    prefix: str = "",
+    exported: frozenset[str] | None = None,
 ) -> Iterator[tuple[str, ast.stmt, ast.Constant, list[str]]]:
-    """Yield the qualified name, node, docstring and options of each target."""
+    """Yield the qualified name, node, docstring and options of each target.
+
+    At the top of a module, only the names the package exports are targets
+    (every public name if ``exported`` is ``None``); methods of a class
+    that is a target are targets: a private helper may
+    well take a ``path`` that is not the option.
+    """
     for node in body:
+        top = getattr(node, "name", "")
+        if not prefix and exported is not None and top not in exported:
+            continue
         if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
             inits = [
                 n for n in node.body if isinstance(n, Def) and n.name == "__init__"
@@ -132,7 +148,9 @@ def _section(
     return lines[header][:base], header + 2, entries
 
 
-def _examine(root: Path, path: Path, options: type[Any]) -> tuple[list[str], list[Any]]:
+def _examine(
+    root: Path, path: Path, options: type[Any], entry_points: frozenset[str] | None
+) -> tuple[list[str], list[Any]]:
     """Return the problems of the file ``path`` and the edits fixing those it can."""
     names = frozenset(f.name for f in dataclasses.fields(options))
     lines, problems, edits = _lines(path), [], []
@@ -142,7 +160,7 @@ def _examine(root: Path, path: Path, options: type[Any]) -> tuple[list[str], lis
             for k in range(doc.lineno - 1, doc.end_lineno):
                 if (line := lines[k].strip()) in PLACEHOLDERS:
                     problems.append(f"{rel}:{k + 1}: template line {line} left")
-    for name, node, doc, found in _targets(tree.body, names):
+    for name, node, doc, found in _targets(tree.body, names, "", entry_points):
         where, last = f"{rel}:{node.lineno}: {name}", (doc.end_lineno or 0) - 1
         stop = last if lines[last].strip() in ('"""', "'''") else last + 1
         if (section := _section(lines, doc.lineno - 1, stop)) is None:
@@ -169,7 +187,9 @@ def _examine(root: Path, path: Path, options: type[Any]) -> tuple[list[str], lis
     return problems, edits
 
 
-def check(root: Path, options: type[Any]) -> list[str]:
+def check(
+    root: Path, options: type[Any], entry_points: frozenset[str] | None = None
+) -> list[str]:
     """Return one message per problem (with a diff if a block differs); ``[]`` if none.
 
     Parameters
@@ -179,10 +199,13 @@ def check(root: Path, options: type[Any]) -> list[str]:
     options : dataclass type
         The definition of the options, ``thread_chunks._options.Options``.
     """
-    return [msg for path in _files(root) for msg in _examine(root, path, options)[0]]
+    found = (_examine(root, path, options, entry_points)[0] for path in _files(root))
+    return [message for messages in found for message in messages]
 
 
-def write(root: Path, options: type[Any]) -> int:
+def write(
+    root: Path, options: type[Any], entry_points: frozenset[str] | None = None
+) -> int:
     """Rewrite in place the blocks that differ; return how many files changed.
 
     The parameters are those of :func:`check`; what ``--write`` cannot fix
@@ -190,7 +213,7 @@ def write(root: Path, options: type[Any]) -> int:
     """
     changed = 0
     for path in _files(root):
-        lines, edits = _lines(path), _examine(root, path, options)[1]
+        lines, edits = _lines(path), _examine(root, path, options, entry_points)[1]
         for start, end, new in sorted(edits, reverse=True):
             lines[start:end] = new
         if edits:
@@ -212,10 +235,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(args.root / "src"))  # the Options of the tree scanned
+    # This repository's entry points; in another tree, every public function.
+    entry_points = ENTRY_POINTS if args.root.resolve() == ROOT else None
     options = importlib.import_module("thread_chunks._options").Options
     if args.write:
-        sys.stdout.write(f"rewrote {write(args.root, options)} file(s)\n")
-    problems = check(args.root, options)
+        rewrote = write(args.root, options, entry_points)
+        sys.stdout.write(f"rewrote {rewrote} file(s)\n")
+    problems = check(args.root, options, entry_points)
     sys.stdout.write("\n".join(problems) + "\n" if problems else "all match\n")
     return 1 if problems else 0
 

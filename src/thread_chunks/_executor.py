@@ -334,7 +334,7 @@ class Batches:
         if ran:
             calls.completed(ran, results)
             calls.reported(ran, results)
-        for position, exc, _ in outcome.failures:
-            if not await calls.failed(actor, batch[position], exc):
-                return False
-        return True
+        going_on = True
+        for position, exc, _ in outcome.failures:  # each kept, none lost
+            going_on = await calls.failed(actor, batch[position], exc) and going_on
+        return going_on

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import warnings
 import weakref
@@ -299,10 +300,7 @@ class ResultIterator(Iterator[tuple[int, R]]):
 
     def stop_at_exit(self) -> None:
         """At interpreter exit, from another thread: stop the run, wait for it."""
-        future = self._future
-        if not self._closed and future is not None:
-            future.cancel()
-            self._hosted.finished.wait()
+        self.close()  # the portal is stopped here, while its thread still runs
 
     def __enter__(self) -> ResultIterator[R]:
         return self
@@ -311,6 +309,8 @@ class ResultIterator(Iterator[tuple[int, R]]):
         self.close()
 
     def __del__(self) -> None:
+        if sys.is_finalizing():  # the helper threads are gone: nothing to wait for
+            return
         with suppress(Exception):
             self.close()
 

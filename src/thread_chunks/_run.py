@@ -201,7 +201,8 @@ class Workers:
             self.stop((index, exc))
             return False
         attempts = 1
-        while attempts <= self.plan.retries:
+        # Once the run stops, no attempt starts: the failure is kept as it is.
+        while attempts <= self.plan.retries and not self._stopped:
             # Exponential backoff with jitter; cancellation cuts it short.
             delay = self.plan.retry_delay * 2 ** (attempts - 1)
             await anyio.sleep(delay * random.uniform(0.5, 1.5))
