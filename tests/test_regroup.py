@@ -7,6 +7,7 @@ run scripts that import the same thread_chunks as these tests.
 from __future__ import annotations
 
 import builtins
+import inspect
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from filelock import FileLock, Timeout
 
 import thread_chunks
 from thread_chunks import Checkpoint, CheckpointFailedWarning, achunk, chunk, chunk_iter
+from thread_chunks._journal import with_default_extension
 
 CHECK_EVERY = 32
 """A thread running tiny calls checks for cancellation after this many."""
@@ -481,3 +483,46 @@ async def test_cancelling_tiny_calls_in_threads_stops_within_a_few_calls() -> No
     assert all(caught for caught, _ in outcomes), outcomes
     bound = chunk_size * 2 * CHECK_EVERY
     assert all(after <= bound for _, after in outcomes), outcomes
+
+
+# The one private hook of saveable-objects we rely on, and its path rule.
+
+
+def test_checkpoint_shows_its_own_signature() -> None:
+    """``inspect.signature(Checkpoint)`` shows 1.x's arguments, not ``*args``."""
+    parameters = list(inspect.signature(Checkpoint).parameters)
+    assert parameters == [
+        "func_name",
+        "parameters",
+        "output",
+        "completed",
+        "index",
+        "done",
+        "path",
+    ]
+
+
+@pytest.mark.parametrize("name", ["run", "run_", "dir/run", "run.pkl", "a.b/run"])
+def test_our_default_extension_is_the_rule_of_saveable_objects(name: str) -> None:
+    """A path without an extension gets ``_Checkpoint.pkl``: saveable-objects'
+    rule, which its public ``path`` setter applies, and which ours repeats."""
+    from saveable_objects import SaveableObject
+
+    class Checkpoint(SaveableObject):  # type: ignore[misc]  # named as ours
+        pass
+
+    theirs = Checkpoint()
+    theirs.path = name
+    assert Checkpoint.__name__ == "Checkpoint"
+    assert with_default_extension(name) == theirs.path
+
+
+def test_saveable_objects_save_goes_through_our_format(tmp_path: Path) -> None:
+    """``SaveableObject.save`` calls the ``_save`` hook we override: what it
+    writes is our journal format (it opens with the loader's name), atomically."""
+    checkpoint = Checkpoint("f", [[1], [2]], output=[3, None],
+                            completed=[True, False])  # fmt: skip
+    checkpoint.save(str(tmp_path / "c.pkl"))
+    data = (tmp_path / "c.pkl").read_bytes()
+    assert data.startswith(Checkpoint.file_opening())
+    assert Checkpoint.load(tmp_path / "c.pkl").output == [3, None]
