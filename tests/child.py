@@ -64,9 +64,9 @@ def main(
 
     append = _journal.Journal.append
 
-    def logged_append(self: Any, indices: Any, results: Any) -> Any:
-        unpicklable = append(self, indices, results)
-        log("committed " + ",".join(map(str, indices)))
+    def logged_append(self: Any, pairs: Any, before_commit: Any = None) -> Any:
+        unpicklable = append(self, pairs, before_commit)
+        log("committed " + ",".join(str(i) for i, _ in pairs if i >= 0))
         return unpicklable
 
     _journal.Journal.append = logged_append  # type: ignore[method-assign]

@@ -179,7 +179,11 @@ def test_a_1x_checkpoint_file_loads_on_request(tmp_path: Path) -> None:
     )
 
 
-def test_a_rerun_that_finds_a_1x_file_says_how_to_convert_it(tmp_path: Path) -> None:
+def test_a_rerun_that_finds_a_1x_file_refuses_it_untouched_and_says_how_to_convert(
+    tmp_path: Path,
+) -> None:
+    """A 1.x file at ``path`` is refused before any call, left as it is, and
+    the conversion the message names makes the next run resume from it."""
     path = tmp_path / "old.pkl"
     state = {
         "func_name": "f",
@@ -190,15 +194,7 @@ def test_a_rerun_that_finds_a_1x_file_says_how_to_convert_it(tmp_path: Path) -> 
         "done": 1,
     }
     write_1x_checkpoint(path, **state)
-    with pytest.warns(CheckpointFailedWarning, match=r"thread-chunks 1\.x.*convert"):
-        assert chunk(f, PARAMS, None, 1, False, str(path)) == [5, 7, 9]
-    aside = tmp_path / "old.pkl.unreadable"
-    assert Checkpoint.load(aside).completed == [True, False, False]
-    write_1x_checkpoint(path, **state)
-    os.unlink(aside)
-    with pytest.warns(CheckpointFailedWarning):
-        chunk(f, PARAMS, None, 1, False, str(path))
-    Checkpoint.load(aside).save(str(path))  # as the warning says
+    before = path.read_bytes()
     calls: list[tuple[int, int]] = []
 
     def counted(x: int, y: int) -> int:
@@ -206,6 +202,11 @@ def test_a_rerun_that_finds_a_1x_file_says_how_to_convert_it(tmp_path: Path) -> 
         return x + y
 
     counted.__qualname__ = "f"
+    with pytest.raises(ValueError, match=r"thread-chunks 1\.x.*convert"):
+        chunk(counted, PARAMS, None, 1, False, str(path))
+    assert calls == []  # refused before any call
+    assert path.read_bytes() == before  # untouched
+    Checkpoint.load(path).save(str(path))  # the conversion, done by hand
     assert chunk(counted, PARAMS, None, 1, False, str(path)) == [5, 7, 9]
     assert calls == [(2, 5), (3, 6)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -308,10 +309,13 @@ def test_a_bit_flipped_anywhere_costs_at_most_the_damaged_result(
     original = tmp_path / "original.pkl"
     chunk(CountedAbs(), parameters, chunk_size=1, progress_bar=False, path=original)
     data = original.read_bytes()
-    from thread_chunks._pickling import scan_frames
+    from thread_chunks._journal import read_contents
 
-    header_end = scan_frames(data, 0).offsets[2]  # the summary, the header, then
-    tail_start = data.rindex(b"tR.")
+    with original.open("rb") as file:
+        start, length = read_contents(file).parameters_at
+    header_end = start + length  # the header, then the parameters' frame
+    (last_commit,) = struct.unpack_from("<I", data, len(data) - 7)
+    tail_start = len(data) - 3 - last_commit  # the last commit, then the end
     for offset in range(0, len(data), 97):
         damaged = bytearray(data)
         damaged[offset] ^= 0x10

@@ -11,26 +11,43 @@ as :class:`CallFailure` records.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import pickle
+import struct
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, Self, TypeVar
 
 from saveable_objects import SaveableObject
 
-from ._identity import FunctionIdentity, identify, same, same_parameters
-from ._journal import read_journal, with_default_extension, write_snapshot
+from ._identity import FunctionIdentity, identify, same_parameters
+from ._journal import (
+    FORMAT,
+    OPENING,
+    OPENING_1,
+    TAIL,
+    Commit,
+    Contents,
+    OldFormat,
+    load_parameters,
+    loads_parameters,
+    new_key,
+    parse_header,
+    read_contents,
+    with_default_extension,
+    write_file,
+)
 from ._pickling import (
-    Record,
-    Scan,
-    decode_frame,
-    decode_record,
+    INDEX,
+    DamagedFrame,
+    check_payload,
     dumps,
     failure_key,
     is_failure_key,
-    opening,
+    key_check,
 )
 
 __all__ = [
@@ -79,10 +96,21 @@ class CallFailure(NamedTuple):
     time: float
 
     @classmethod
+    def of_record(cls, record: Mapping[str, Any]) -> CallFailure:
+        """The failure that a checkpoint file records as JSON."""
+        return cls(
+            str(record["exception_type"]),
+            str(record["message"]),
+            str(record["traceback"]),
+            int(record["attempts"]),
+            float(record["time"]),
+        )
+
+    @classmethod
     def of(cls, exc: BaseException, attempts: int) -> CallFailure:
         """Describe ``exc``, raised after ``attempts`` tries."""
         text = "".join(traceback.format_exception(exc))
-        return cls(type(exc).__name__, str(exc), text, attempts, time.time())
+        return cls(type(exc).__qualname__, str(exc), text, attempts, time.time())
 
 
 class CheckpointFailedWarning(Warning):
@@ -345,23 +373,66 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
         return checkpoint
 
     @classmethod
-    def _from_journal(cls, summary: bytes, header: bytes, *records: bytes) -> Self:
-        """Rebuild a checkpoint from the frames of its file; pickle calls this."""
-        checkpoint: Self = pickle.loads(decode_frame(header))
-        for record in records:
-            checkpoint.apply_record(decode_record(decode_frame(record)))
+    def _from_file(cls, *payloads: bytes) -> Self:
+        """Rebuild a checkpoint from the frames of its file; ``pickle`` calls this.
+
+        Each frame is checked with the file's key before anything in it is
+        unpickled.
+        """
+        _, header = check_payload(payloads[0], 0)
+        summary, key = parse_header(header)
+        seed = key_check(key)
+        parameters = loads_parameters(check_payload(payloads[1], seed)[1])
+        checkpoint = cls.of_file(summary, parameters)
+        for payload in payloads[2:]:
+            kind, body = check_payload(payload, seed)
+            (i,) = INDEX.unpack_from(body) if kind in b"RF" else (0,)
+            if kind == b"R":
+                checkpoint.apply({i: pickle.loads(body[INDEX.size :])})
+            elif kind == b"F":
+                record = json.loads(bytes(body[INDEX.size :]))
+                checkpoint.failures[failure_key(i)] = CallFailure.of_record(record)
         return checkpoint
 
-    def apply_record(self, record: Record) -> None:
-        """Add the result of one journal frame, or note why it cannot be loaded."""
-        index, _, result, error = record
-        if is_failure_key(index):  # a failure, as plain data
-            if error is None:
-                self.failures[failure_key(index)] = CallFailure(*result)
-        elif error is None:
-            self.apply({index: result})
-        else:
-            self.unreadable[index] = error
+    @classmethod
+    def of_file(
+        cls, summary: Mapping[str, Any], parameters: tuple[Any, Any, str | None]
+    ) -> Self:
+        """A checkpoint for a file's summary and its ``(bound, parameters, error)``."""
+        bound, rows, bound_error = parameters
+        checkpoint = cls(summary["function"], rows)
+        if summary.get("module") is None:  # made by hand or by 1.x: the name only
+            return checkpoint
+        checkpoint.function = FunctionIdentity(
+            summary.get("module"),
+            summary["function"],
+            bound,
+            summary.get("code"),
+            bound_error,
+        )
+        return checkpoint
+
+    @classmethod
+    def _from_journal(cls, summary: bytes, header: bytes, *records: bytes) -> Self:
+        """Rebuild a checkpoint of format 1 (development versions of 2.0).
+
+        Only :meth:`load` and ``thread-chunks convert`` read such a file, never
+        a run: the frames of that format carry no key.
+        """
+        checkpoint: Self = pickle.loads(_format_1_body(header))
+        for record in records:
+            body = _format_1_body(record)
+            index, _ = struct.unpack_from("<qd", body)
+            try:
+                value = pickle.loads(body[16:])
+            except Exception as exc:
+                checkpoint.unreadable[index] = f"{type(exc).__name__}: {exc}"
+                continue
+            if is_failure_key(index):
+                checkpoint.failures[failure_key(index)] = CallFailure(*value)
+            else:
+                checkpoint.apply({index: value})
+        return checkpoint
 
     def _loaded(self, blobs: Mapping[int, bytes]) -> dict[int, Any]:
         results = {}
@@ -374,19 +445,48 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
 
     @classmethod
     def file_opening(cls) -> bytes:
-        """The first bytes of a file of this class: they name its loader."""
-        return opening(cls.__module__, f"{cls.__qualname__}._from_journal")
+        """The first bytes of every checkpoint file: they name its loader.
+
+        Examples
+        --------
+        >>> Checkpoint.file_opening()[-1:] == b"("  # a pickle's MARK
+        True
+        """
+        return OPENING
 
     def _save(self, path: str, write_mode: str = "wb") -> None:
         # The one method of saveable-objects' own that is overridden: its
         # ``save`` and the save after ``__init__`` (with path=) both call it.
-        write_snapshot(
-            path, self.file_opening(), self.summary(), self, self.arguments()
+        failures = [
+            (failure_key(i), failure) for i, failure in sorted(self.failures.items())
+        ]
+        write_file(
+            path,
+            self.summary(),
+            new_key(),
+            () if self.function is None else self.function.bound,
+            self.parameters,
+            commit=Commit(self.done, dict(self.failures)),
+            results=[*sorted(self.results.items()), *failures],
+            finished=True,
         )
 
     def summary(self) -> dict[str, Any]:
-        """What the first frame of the file says: readable without the rest."""
-        return {"function": self.func_name, "total": len(self.parameters)}
+        """What the header of the file says, as JSON: readable without the rest.
+
+        Examples
+        --------
+        >>> Checkpoint("f", [[1], [2]]).summary()["total"]
+        2
+        """
+        function = self.function
+        return {
+            "format": FORMAT,
+            "function": self.func_name,
+            "module": None if function is None else function.module,
+            "code": None if function is None else function.code,
+            "total": len(self.parameters),
+        }
 
     def update_save(self, path: str | None = None) -> bool:
         """Save atomically, the arguments included; the same as :meth:`save`.
@@ -442,29 +542,60 @@ Checkpoint.__signature__ = inspect.Signature(
 
 def read_checkpoint(
     path: str, cls: type[C], strict_typing: bool = True
-) -> tuple[C, Scan | None]:
+) -> tuple[C, Contents | None]:
     """Read the checkpoint file at ``path`` with every result saved in it.
 
-    Returns the checkpoint and the :class:`Scan` of the file (where new frames
-    go, what is damaged), or ``None`` for a file in another format (a plain
-    pickle of a checkpoint).
+    Returns the checkpoint and the :class:`~thread_chunks._journal.Contents`
+    of the file (what is intact, what is damaged, where it ends), or ``None``
+    for a file of an earlier format, read as its format says. Reads the file
+    a frame at a time: no copy of it is made.
     """
+    contents: Contents | None = None
     with open(path, "rb") as file:
-        journal = read_journal(file, cls.file_opening(), same)
-        if journal is None:
+        try:
+            contents = read_contents(file)
+        except OldFormat:
             file.seek(0)
-            checkpoint = pickle.load(file)  # a plain pickle (thread-chunks 1.x)
-            if strict_typing and not isinstance(checkpoint, cls):
-                raise TypeError(
-                    f"{path!r} holds a {type(checkpoint).__name__}, not a "
-                    f"{cls.__name__}"
-                )
-            return checkpoint, None
-    header, records, scan = journal
-    if strict_typing and not isinstance(header, cls):
+            checkpoint = _read_old(file)
+        else:
+            parameters = load_parameters(file, contents)
+            checkpoint = cls.of_file(contents.summary, parameters)
+            checkpoint.results = contents.results
+            checkpoint.unreadable = contents.unreadable
+            checkpoint.failures = {
+                i: CallFailure.of_record(record)
+                for i, record in contents.failures.items()
+            }
+            done = checkpoint.results
+            checkpoint.index = max(done, default=-1) + 1
+    if strict_typing and not isinstance(checkpoint, cls):
         raise TypeError(
-            f"{path!r} holds a {type(header).__name__}, not a {cls.__name__}"
+            f"{path!r} holds a {type(checkpoint).__name__}, not a {cls.__name__}"
         )
-    for record in records:
-        header.apply_record(record)
-    return header, scan
+    return checkpoint, contents
+
+
+def _read_old(file: Any) -> Any:
+    """A checkpoint of format 1, or a plain pickle (thread-chunks 1.x).
+
+    A format 1 file that a run left unfinished lacks the end of its pickle:
+    its frames are walked by their lengths (never searched) and the end added.
+    """
+    data = file.read()
+    if not data.startswith(OPENING_1):
+        return pickle.loads(data)
+    position = len(OPENING_1)
+    while data[position : position + 1] == pickle.BINBYTES8:
+        (length,) = struct.unpack_from("<Q", data, position + 1)
+        if position + 9 + length > len(data):
+            break
+        position += 9 + length
+    return pickle.loads(data[:position] + TAIL)
+
+
+def _format_1_body(payload: bytes) -> memoryview:
+    view = memoryview(payload)
+    (crc,) = struct.unpack_from("<I", view)
+    if zlib.crc32(view[4:]) != crc:
+        raise DamagedFrame("checkpoint frame fails its checksum")
+    return view[4:]

@@ -1,70 +1,95 @@
-"""The checkpoint file format: one pickle stream that grows by appended frames.
+"""The checkpoint file: its layout, how it is written and read, and its files.
 
-A finished file is a single ordinary pickle, so ``pickle.load`` and
-``saveable_objects.SaveableObject.load`` read it, followed by the pickle of the
-arguments it was made from, as ``saveable_objects`` writes them::
+A checkpoint file is one pickle stream of frames (see ``_pickling``), so that
+``pickle.load`` and ``saveable_objects`` read a finished one::
 
-    PROTO 5, GLOBAL thread_chunks.Checkpoint._from_journal, MARK
-    BINBYTES8 <crc32 | pickled header>                         written once
-    BINBYTES8 <crc32 | index, time | pickled result>           one per result
-    TUPLE, REDUCE, STOP                                        when finished
-    <pickled arguments>
+    PROTO 5, GLOBAL thread_chunks.Checkpoint._from_file, MARK
+    frame H    format, the file's random key, a JSON summary    written once
+    frame P    the parameters (and what is bound to func)       written once
+    frames     G and R (results), F (failures), then C          one group a commit
+    TUPLE, REDUCE, STOP                                         when finished
 
-Unpickling calls ``Checkpoint._from_journal(header, *records)``, which replays
-the records. Every result is a frame of its own, with its own length and
-checksum: one that cannot be loaded costs only itself. While a run goes on the
-tail is missing and frames are only appended, a group at a time, each group
-fsynced once: the bytes written never change, so results cost what they weigh
-once. A frame cut short by a crash fails its length or its checksum and is
-ignored. A finished file is reopened by cutting off its tail. Every function
-here blocks: callers use worker threads.
+A reader walks it by lengths: every frame is found where the structure puts
+it, and the parameters are one frame whose inside is never searched. Only
+after damage does a reader search for the next frame, and it accepts only a
+frame whose check holds with this file's key, found outside every intact
+frame: no parameter or result can forge a frame, and no frame of another file
+is taken. Each commit ends with a ``C`` frame that says how far the file has
+got, readable from the end of the file without walking it.
+
+A file is only ever appended to. A finished file, or one with damage or a
+frame cut short, is continued by writing a new file (the intact frames copied,
+not decoded) and renaming it over the old one: no reader ever sees a file
+shortened under it. Nothing is memory-mapped. Every function here blocks:
+callers use worker threads.
 """
 
 from __future__ import annotations
 
-import mmap
+import json
 import os
 import pickle
 import re
 import secrets
 import shutil
+import struct
 import time
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from filelock import FileLock, Timeout
 
 from ._pickling import (
-    FRAME_HEAD,
-    LENGTH_HEAD,
-    META,
+    HEAD,
+    INDEX,
     PLAIN_TYPES,
-    Appender,
-    Record,
-    Scan,
-    decode_record,
+    DamagedFrame,
+    FrameWriter,
+    check_payload,
+    decode_group,
+    dump,
     dumps,
-    plain_frames,
-    scan_frames,
+    failure_key,
+    frame,
+    is_failure_key,
+    key_check,
+    plain_group,
     write_at,
 )
 
 __all__ = [
+    "FORMAT",
     "CheckpointLock",
+    "Contents",
     "DamagedHeader",
     "Journal",
+    "OldFormat",
     "Summary",
     "keep_copy",
     "lock_path",
     "move_aside",
-    "read_journal",
+    "opening",
+    "read_contents",
+    "read_header",
+    "read_last_commit",
     "remove_leftovers",
     "resolve_path",
+    "same_pickle",
     "with_default_extension",
-    "write_snapshot",
+    "write_file",
 ]
 
+FORMAT = 2
+"""The version of the file format, in every file's header. Version 1 was the
+format of thread-chunks 2.0's development versions, without keys."""
+
+MAGIC = b"thread-chunks checkpoint\n"
+_KEY = struct.Struct("<H16s")  # the format's version, the file's key
 TAIL = pickle.TUPLE + pickle.REDUCE + pickle.STOP
+_COMMIT_SIZE = struct.Struct("<I")  # ends a C frame's body: the frame's size
+_HISTORY = 20  # commits kept in each C frame, for the rate
 
 LONGEST_SIBLING = 22
 """How many characters the longest file kept beside a checkpoint (a temporary
@@ -74,94 +99,216 @@ BINARY = getattr(os, "O_BINARY", 0)
 """Open flag for binary files: no newline translation on Windows."""
 
 Summary = dict[str, Any]
-"""The first frame: plain data that says what the file is about (the
-function's name, how many calls), readable without unpickling the header."""
+"""The header's JSON: the format, the function (module, name, fingerprint of
+its code) and the number of calls."""
 
 
-def _write_start(fd: int, start: bytes, summary: Summary, header: object) -> int:
-    appender = Appender(fd, write_at(fd, start, 0))
-    appender.frame(summary)
-    appender.frame(header)
-    appender.flush()
-    return appender.offset
+def opening(module: str, qualname: str) -> bytes:
+    """The bytes that open a file: a call of ``module.qualname`` on the frames."""
+    module_bytes, name = module.encode(), qualname.encode()
+    return (
+        pickle.PROTO + bytes([5])
+        + pickle.SHORT_BINUNICODE + bytes([len(module_bytes)]) + module_bytes
+        + pickle.SHORT_BINUNICODE + bytes([len(name)]) + name
+        + pickle.STACK_GLOBAL
+        + pickle.MARK
+    )  # fmt: skip
+
+
+OPENING = opening("thread_chunks", "Checkpoint._from_file")
+"""The first bytes of every checkpoint file of this format."""
+OPENING_1 = opening("thread_chunks", "Checkpoint._from_journal")
+"""The first bytes of a file of format 1 (development versions of 2.0)."""
+
+
+class DamagedHeader(pickle.UnpicklingError):
+    """The header or the parameters of a checkpoint, which say which run it
+    belongs to, are damaged or missing."""
+
+
+class OldFormat(ValueError):
+    """A checkpoint in a format this version does not read as it is."""
+
+
+_BOUND = struct.Struct("<Q")  # the length of the bound values' pickle
+
+
+def write_parameters(out: Any, bound: Any, parameters: Any) -> None:
+    """Write the body of the ``P`` frame to ``out``: what identifies the calls.
+
+    The pickle of what is bound to the function (a partial's arguments, a
+    method's object), after its length, then the parameters' pickle, streamed.
+    Writing it and comparing it with a file (:func:`same_pickle`) go through
+    here, so equal values give equal bytes.
+    """
+    bound_pickle = dumps(bound)
+    out.write(_BOUND.pack(len(bound_pickle)))
+    out.write(bound_pickle)
+    dump(parameters, out)
+
+
+def loads_parameters(body: bytes | memoryview) -> tuple[Any, Any, str | None]:
+    """``(bound, parameters, error)`` from a checked ``P`` body in memory.
+
+    ``error`` says why the bound values could not be loaded (their class is
+    gone, say): the parameters still load, and such a run matches no other.
+    """
+    view = memoryview(body)
+    (length,) = _BOUND.unpack_from(view)
+    bound, error = _load_bound(view[_BOUND.size : _BOUND.size + length])
+    return bound, pickle.loads(view[_BOUND.size + length :]), error
+
+
+def _load_bound(data: bytes | memoryview) -> tuple[Any, str | None]:
+    try:
+        return pickle.loads(data), None
+    except Exception as exc:
+        return (), f"{type(exc).__name__}: {exc}"
+
+
+def parse_header(body: bytes | memoryview) -> tuple[Summary, bytes]:
+    """The summary and the key in a checked ``H`` body."""
+    view = memoryview(body)
+    if bytes(view[: len(MAGIC)]) != MAGIC:
+        raise DamagedHeader("the checkpoint's header is not one")
+    version, key = _KEY.unpack_from(view, len(MAGIC))
+    if version != FORMAT:
+        raise OldFormat(f"format {version}")
+    return json.loads(bytes(view[len(MAGIC) + _KEY.size :])), key
+
+
+def header_frame(summary: Summary, key: bytes) -> bytes:
+    """The ``H`` frame: checked from 0, since the key is inside it."""
+    body = MAGIC + _KEY.pack(FORMAT, key) + json.dumps(summary).encode()
+    return frame(b"H", body, 0)
+
+
+def commit_frame(seed: int, info: Mapping[str, Any]) -> bytes:
+    """A ``C`` frame holding ``info``, its own size last (to be found from the end)."""
+    text = json.dumps(info, separators=(",", ":")).encode()
+    size = HEAD.size + len(text) + _COMMIT_SIZE.size
+    return frame(b"C", text + _COMMIT_SIZE.pack(size), seed)
+
+
+@dataclass
+class Commit:
+    """What a writer knows at a commit: how far the run has got."""
+
+    done: int
+    failures: Mapping[int, Any]
+    """The failures of calls not done since, by index (``CallFailure`` s)."""
+    history: list[list[float]] = field(default_factory=list)
+    """``[time, done]`` of the last commits, for the rate."""
+
+    def info(self, now: float) -> dict[str, Any]:
+        self.history = [*self.history[-(_HISTORY - 1) :], [now, self.done]]
+        first = sorted(self.failures)[:5]
+        return {
+            "done": self.done,
+            "failures": len(self.failures),
+            "first_failures": [
+                {
+                    "index": i,
+                    "exception_type": self.failures[i][0],
+                    "message": self.failures[i][1],
+                }
+                for i in first
+            ],
+            "time": now,
+            "history": self.history,
+        }
+
+
+def failure_json(failure: Sequence[Any]) -> bytes:
+    """A failure record as the ``F`` frame keeps it: JSON, never a pickle."""
+    exception_type, message, traceback, attempts, at, *arguments = failure
+    record = {
+        "exception_type": exception_type,
+        "message": message,
+        "traceback": traceback,
+        "attempts": attempts,
+        "time": at,
+    }
+    if arguments:
+        record["arguments"] = arguments[0]
+    return json.dumps(record).encode()
 
 
 class Journal:
-    """An open checkpoint file that results are appended to.
+    """An open checkpoint file that commits are appended to.
 
-    Use :meth:`create` for a new file or :meth:`reopen` to continue one.
+    Use :func:`write_file` to create one, or :meth:`append_to` to continue a
+    file that ends cleanly.
     """
 
-    def __init__(self, path: str, fd: int, end: int) -> None:
+    def __init__(
+        self, path: str, fd: int, end: int, key: bytes, commit: Commit
+    ) -> None:
         self.path = path
         self._fd = fd
         self._end = end
-        self._tail: bytes | None = None
+        self.key = key
+        self._seed = key_check(key)
+        self.commit = commit
 
     @classmethod
-    def create(
-        cls, path: str, start: bytes, summary: Summary, header: object
-    ) -> Journal:
-        """Atomically replace ``path`` by a new journal: ``start``, the summary
-        and the header frames, and no result yet."""
-        end = replace_atomically(
-            path, lambda fd: _write_start(fd, start, summary, header)
-        )
-        return cls(path, os.open(path, os.O_RDWR | BINARY), end)  # synced already
+    def append_to(cls, path: str, end: int, key: bytes, commit: Commit) -> Journal:
+        """Open ``path``, which ends cleanly at ``end``, to append to it."""
+        return cls(path, os.open(path, os.O_RDWR | BINARY), end, key, commit)
 
-    @classmethod
-    def reopen(cls, path: str, end: int) -> Journal:
-        """Open ``path`` for appending after ``end``, cutting off what follows."""
-        fd = os.open(path, os.O_RDWR | BINARY)
-        try:
-            os.ftruncate(fd, end)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(path, fd, end)
+    def append(
+        self,
+        pairs: Sequence[tuple[int, Any]],
+        before_commit: Callable[[list[int]], None] | None = None,
+    ) -> list[int]:
+        """Append one commit: a frame per result or failure, then a ``C`` frame.
 
-    def append(self, indices: Sequence[int], results: Sequence[Any]) -> list[int]:
-        """Append one frame per result, then fsync once.
-
-        Returns the indices of the results that cannot be pickled, whatever
-        the error their pickling raised: they are left out. Only a failed
-        write or sync raises (``OSError``), and the file is then cut back to
-        where this call began.
+        ``pairs`` are ``(index, result)``, or ``(failure_key(i), failure)``.
+        ``before_commit(unpicklable)`` may update :attr:`commit` before its
+        frame is written. Fsyncs once. Returns the indices of the results that
+        cannot be pickled, whatever their pickling raised: they are left out.
+        Only a failed write or sync raises (``OSError``), and the file is then
+        cut back to where this commit began (bytes no reader counts yet).
         """
-        appender = Appender(self._fd, self._end)
-        written_at = time.time()
+        writer = FrameWriter(self._fd, self._end, self._seed)
         unpicklable: list[int] = []
         try:
-            if set(map(type, results)) <= PLAIN_TYPES:  # the usual tiny results
-                appender.frames(plain_frames(indices, results, written_at))
-            else:
-                unpicklable = self._frame_each(appender, indices, results, written_at)
-            appender.flush()
-            if appender.offset < os.fstat(self._fd).st_size:
-                os.ftruncate(self._fd, appender.offset)  # a rewound frame's bytes
+            unpicklable = self._frames(writer, pairs)
+            if before_commit is not None:
+                before_commit(unpicklable)
+            writer.raw(commit_frame(self._seed, self.commit.info(time.time())))
+            writer.flush()
             os.fsync(self._fd)
         except BaseException:
             os.ftruncate(self._fd, self._end)
             raise
-        self._end = appender.offset
+        self._end = writer.offset
         return unpicklable
 
-    @staticmethod
-    def _frame_each(
-        appender: Appender,
-        indices: Sequence[int],
-        results: Sequence[Any],
-        written_at: float,
+    def _frames(
+        self, writer: FrameWriter, pairs: Sequence[tuple[int, Any]]
     ) -> list[int]:
-        """Frame results one by one; return the indices of the unpicklable."""
+        if not pairs:
+            return []
+        indices, results = zip(*pairs, strict=True)
+        if min(indices) < 0:  # failures among them: each as a frame of data
+            for k, failure in pairs:
+                if is_failure_key(k):
+                    body = INDEX.pack(k) + failure_json(failure)
+                    writer.raw(frame(b"F", body, self._seed))
+            pairs = [(i, result) for i, result in pairs if not is_failure_key(i)]
+            if not pairs:
+                return []
+            indices, results = zip(*pairs, strict=True)
+        if set(map(type, results)) <= PLAIN_TYPES:
+            writer.raw(plain_group(indices, results, self._seed))  # C loops only
+            return []
         unpicklable: list[int] = []
-        pack, frame = META.pack, appender.frame
-        for i, result in zip(indices, results, strict=True):
+        for i, result in pairs:
             try:
-                frame(result, pack(i, written_at))
+                writer.pickled(b"R", result, INDEX.pack(i))
             except Exception:
-                if appender.io_error:
+                if writer.io_error:
                     raise
                 unpicklable.append(i)  # the frame took itself back
         return unpicklable
@@ -170,19 +317,11 @@ class Journal:
         """Whether the file was deleted (its directory too, maybe) since opened."""
         return os.fstat(self._fd).st_nlink == 0
 
-    def prepare_tail(self, arguments: Any) -> None:
-        """Pickle the arguments of the tail now, before the run, not at its end.
-
-        They hold every parameter: pickling them can take a while, which a
-        cancelled or interrupted run should not have to wait for.
-        """
-        self._tail = TAIL + dumps(arguments)
-
-    def finish(self, arguments: Any) -> None:
-        """Write the tail and the arguments, fsync and close: a plain pickle now."""
-        tail = self._tail or TAIL + dumps(arguments)
+    def finish(self) -> None:
+        """Write the last commit and the tail, fsync and close: a plain pickle now."""
         try:
-            write_at(self._fd, tail, self._end)
+            data = commit_frame(self._seed, self.commit.info(time.time())) + TAIL
+            write_at(self._fd, data, self._end)
             os.fsync(self._fd)
         finally:
             self.close()
@@ -194,76 +333,443 @@ class Journal:
             self._fd = -1
 
 
-def write_snapshot(
-    path: str, start: bytes, summary: Summary, header: object, arguments: Any
-) -> None:
-    """Atomically replace ``path`` by a finished file holding ``header`` alone."""
+def write_file(
+    path: str,
+    summary: Summary,
+    key: bytes,
+    bound: Any,
+    parameters: Any,
+    copy: Callable[[int, int], int] | None = None,
+    commit: Commit | None = None,
+    results: Sequence[tuple[int, Any]] = (),
+    finished: bool = False,
+) -> Journal | None:
+    """Atomically replace ``path`` by a new file: header, parameters, results.
+
+    ``bound`` and ``parameters`` are pickled straight to the file, never whole
+    in memory, unless ``copy(fd, offset)`` is given: it copies the frames of
+    an earlier file (the parameters' frame first) and returns where they end.
+    Then ``results`` (as :meth:`Journal.append` takes them) and a commit.
+    Returns the file open for appending, or ``None`` if ``finished``.
+    """
+    key_seed = key_check(key)
+    commit = commit or Commit(0, {})
 
     def write(fd: int) -> int:
-        end = _write_start(fd, start, summary, header)
-        return write_at(fd, TAIL + dumps(arguments), end)
+        end = write_at(fd, OPENING + header_frame(summary, key), 0)
+        if copy is not None:
+            end = copy(fd, end)
+        else:
+            writer = FrameWriter(fd, end, key_seed)
+            writer.streamed(b"P", lambda out: write_parameters(out, bound, parameters))
+            writer.flush()
+            end = writer.offset
+        journal = Journal(path, fd, end, key, commit)
+        if results:
+            journal._end = end
+            writer = FrameWriter(fd, end, key_seed)
+            journal._frames(writer, results)
+            writer.flush()
+            end = writer.offset
+        data = commit_frame(key_seed, commit.info(time.time()))
+        return write_at(fd, data + TAIL if finished else data, end)
 
-    replace_atomically(path, write)
-
-
-class DamagedHeader(pickle.UnpicklingError):
-    """The first frame of a checkpoint, which says which run it belongs to, is
-    damaged or missing."""
-
-
-def read_journal(
-    file: IO[bytes], start: bytes, same: Callable[[Any, Any], bool]
-) -> tuple[Any, list[Record], Scan] | None:
-    """Read a file written by :class:`Journal` or :func:`write_snapshot`.
-
-    Returns the unpickled header, the decoded result frames in order, and the
-    :class:`Scan` of the file (where the intact frames end, what is damaged).
-    Returns ``None`` unless the file opens with ``start``; raises
-    :class:`DamagedHeader` if the header is not intact. ``same`` compares the
-    arguments in a finished file's tail with the header's.
-    """
-    if file.read(len(start)) != start:
+    end = replace_atomically(path, write)
+    if finished:
         return None
+    return Journal.append_to(path, end, key, commit)
+
+
+def new_key() -> bytes:
+    """A file's random key: 16 bytes."""
+    return secrets.token_bytes(16)
+
+
+# ---- reading
+
+
+@dataclass
+class Contents:
+    """What :func:`read_contents` found in a checkpoint file."""
+
+    summary: Summary
+    key: bytes
+    parameters_at: tuple[int, int]
+    """Where the parameters' pickle is, and how long it is."""
+    results: dict[int, Any] = field(default_factory=dict)
+    unreadable: dict[int, str] = field(default_factory=dict)
+    failures: dict[int, dict[str, Any]] = field(default_factory=dict)
+    intact: list[tuple[int, int]] = field(default_factory=list)
+    """The byte ranges of intact frames after the parameters, merged."""
+    damaged: list[tuple[int, int]] = field(default_factory=list)
+    """Byte ranges that are not intact frames, but lie before one."""
+    end: int = 0
+    """Where the intact frames end."""
+    finished: bool = False
+    cut_short: bool = False
+    """Whether what follows the last intact frame is a frame a crash cut short."""
+    tail_damaged: bool = False
+    """Whether it is something else: damage at the end of the file."""
+    last_commit: dict[str, Any] | None = None
+
+    @property
+    def seed(self) -> int:
+        return key_check(self.key)
+
+    @property
+    def clean(self) -> bool:
+        """Whether the file can be appended to as it is."""
+        troubles = (self.finished, self.cut_short, self.tail_damaged, self.damaged)
+        return not any(troubles)
+
+
+def read_contents(file: IO[bytes], load: bool = True) -> Contents:
+    """Read a checkpoint file of this format from the start, by its structure.
+
+    ``load=False`` checks every frame but unpickles nothing: the results are
+    all ``None``, and the parameters are not checked. Raises
+    :class:`OldFormat` for a file of another format, :class:`DamagedHeader`
+    if the header or the parameters are not intact.
+    """
     size = os.fstat(file.fileno()).st_size
-    with mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) as data:
-        scan = scan_frames(data, len(start))
-    if not _lead_intact(scan, len(start)):
-        if not scan.damaged:
-            raise DamagedHeader("the checkpoint file ends inside its header")
+    summary, key, position = read_header(file)
+    seed = key_check(key)
+    parameters = _read_head(file, position, size)
+    if parameters is None or parameters[0] != b"P":
+        raise DamagedHeader(
+            "the header of the checkpoint (its parameters, which say which run it "
+            "belongs to) is damaged or missing"
+        )
+    body_at, frame_end = position + HEAD.size, parameters[1]
+    if load and not _check_streamed(
+        file, body_at, frame_end, parameters[2], b"P", seed
+    ):
+        raise DamagedHeader(
+            "the header of the checkpoint (its parameters, which say which run it "
+            "belongs to) fails its checksum: the file is damaged there"
+        )
+    contents = Contents(summary, key, (body_at, frame_end - body_at))
+    _walk(file, contents, frame_end, size, seed, load)
+    return contents
+
+
+def read_header(file: IO[bytes]) -> tuple[Summary, bytes, int]:
+    """The summary, the key, and where the header ends, of a file of this format.
+
+    Raises :class:`OldFormat` or :class:`DamagedHeader` as
+    :func:`read_contents` does. Unpickles nothing.
+    """
+    start = file.read(max(len(OPENING), len(OPENING_1)))
+    if start.startswith(OPENING_1):
+        raise OldFormat("format 1")
+    if not start.startswith(OPENING):
+        raise OldFormat("not a checkpoint of this format")
+    file.seek(len(OPENING))
+    head = file.read(9)
+    if len(head) < 9 or head[:1] != pickle.BINBYTES8:
+        raise DamagedHeader("the checkpoint file ends inside its header")
+    (length,) = struct.unpack_from("<Q", head, 1)
+    if length > 1 << 20:
+        raise DamagedHeader("the checkpoint's header is not one")
+    payload = file.read(length)
+    try:
+        kind, body = check_payload(payload, 0)
+    except DamagedFrame:
         raise DamagedHeader(
             "the header of the checkpoint, which says which run it belongs to, "
             "fails its checksum: the file is damaged there"
-        )
-    header = pickle.loads(scan.bodies[1])  # after the summary
-    records = [decode_record(body) for body in scan.bodies[2:]]
-    scan.tail_damaged = not _clean_ending(scan.rest, header, same)
-    return header, records, scan
+        ) from None
+    if kind != b"H":
+        raise DamagedHeader("the checkpoint's header is not one")
+    summary, key = parse_header(body)
+    return summary, key, len(OPENING) + 9 + len(payload)
 
 
-def _lead_intact(scan: Scan, start: int) -> bool:
-    """Whether the summary comes right after the opening, the header after it."""
-    if len(scan.bodies) < 2:
-        return False
-    summary_end = start + FRAME_HEAD.size + len(scan.bodies[0])
-    return scan.offsets[:2] == [start, summary_end]
+def _read_head(
+    file: IO[bytes], position: int, size: int
+) -> tuple[bytes, int, int] | None:
+    """The kind, end and check of the frame at ``position``, if it fits the file."""
+    file.seek(position)
+    head = file.read(HEAD.size)
+    if len(head) < HEAD.size or head[:1] != pickle.BINBYTES8:
+        return None
+    _, length, check, kind = HEAD.unpack(head)
+    end: int = position + 9 + length
+    if length < HEAD.size - 9 or end > size:
+        return None
+    return kind, end, check
 
 
-def _clean_ending(rest: bytes, header: Any, same: Callable[[Any, Any], bool]) -> bool:
-    """Whether ``rest`` is nothing, a frame cut short, or the header's tail."""
-    if not rest:
-        return True
-    if rest[:1] == pickle.BINBYTES8:  # a frame whose write a crash cut short
-        if len(rest) < LENGTH_HEAD.size:
-            return True
-        _, length = LENGTH_HEAD.unpack_from(rest)
-        return len(rest) < LENGTH_HEAD.size + int(length)
-    if not rest.startswith(TAIL):
-        return False
+def _check_streamed(
+    file: IO[bytes], start: int, end: int, check: int, kind: bytes, seed: int
+) -> bool:
+    """Whether the body from ``start`` to ``end`` passes ``check``, read in pieces."""
+    file.seek(start)
+    crc, left = zlib.crc32(kind, seed), end - start
+    while left:
+        piece = file.read(min(left, 1 << 20))
+        if not piece:
+            return False
+        crc = zlib.crc32(piece, crc)
+        left -= len(piece)
+    return crc == check
+
+
+def _walk(
+    file: IO[bytes],
+    contents: Contents,
+    position: int,
+    size: int,
+    seed: int,
+    load: bool = True,
+) -> None:
+    """Read every frame from ``position`` on into ``contents``."""
+    while position < size:
+        if position + len(TAIL) == size:
+            file.seek(position)
+            if file.read(len(TAIL)) == TAIL:
+                contents.finished = True
+                break
+        found = _frame_at(file, position, size, seed)
+        if found is None:
+            following = _next_frame(file, position + 1, size, seed)
+            if following is None:
+                # A frame a crash cut short runs past the end; a file that
+                # ends as a finished one does was damaged instead.
+                head = _read_head(file, position, 1 << 62)
+                file.seek(size - len(TAIL))
+                ends_finished = file.read(len(TAIL)) == TAIL
+                cut_short = head is not None and head[1] > size
+                contents.cut_short = cut_short and not ends_finished
+                contents.tail_damaged = not contents.cut_short
+                break
+            contents.damaged.append((position, following))
+            position = following
+            continue
+        kind, body, end = found
+        _intact(contents, position, end)
+        if kind == b"G":
+            group_end = _read_group(file, contents, body, end, size, seed, load)
+            if group_end is not None:
+                _intact(contents, end, group_end)
+                end = group_end
+        elif kind == b"R":
+            (i,) = INDEX.unpack_from(body)
+            try:
+                contents.results[i] = pickle.loads(body[INDEX.size :]) if load else None
+            except Exception as exc:
+                contents.unreadable[i] = f"{type(exc).__name__}: {exc}"
+            else:
+                contents.unreadable.pop(i, None)
+                contents.failures.pop(i, None)
+        elif kind == b"F":
+            (k,) = INDEX.unpack_from(body)
+            contents.failures[failure_key(k)] = json.loads(bytes(body[INDEX.size :]))
+        elif kind == b"C":
+            contents.last_commit = json.loads(bytes(body[: -_COMMIT_SIZE.size]))
+        position = end
+    contents.end = position
+    for i in contents.results:  # a call that failed once, then succeeded
+        contents.failures.pop(i, None)
+
+
+def _intact(contents: Contents, start: int, end: int) -> None:
+    if contents.intact and contents.intact[-1][1] == start:
+        contents.intact[-1] = (contents.intact[-1][0], end)
+    else:
+        contents.intact.append((start, end))
+    contents.end = end
+
+
+def _frame_at(
+    file: IO[bytes], position: int, size: int, seed: int
+) -> tuple[bytes, memoryview, int] | None:
+    """The kind, body and end of the intact frame at ``position``, or ``None``."""
+    head = _read_head(file, position, size)
+    if head is None or head[0] not in b"GRFC" or len(head[0]) != 1:
+        return None
+    kind, end, check = head
+    if end - position > 1 << 31 and kind != b"R":
+        return None
+    body = memoryview(file.read(end - position - HEAD.size))
+    if zlib.crc32(body, zlib.crc32(kind, seed)) != check:
+        return None
+    return kind, body, end
+
+
+def _read_group(
+    file: IO[bytes],
+    contents: Contents,
+    table: memoryview,
+    start: int,
+    size: int,
+    seed: int,
+    load: bool,
+) -> int | None:
+    """Read the results a ``G`` frame lists at C speed; return where they end.
+
+    ``None`` if any of them is damaged: they are then read one by one.
+    """
+    lengths: tuple[int, ...] = struct.unpack(f"<{len(table) // 8}Q", table)
+    end: int = start + sum(lengths) + 9 * len(lengths)
+    if end > size:
+        return None
+    file.seek(start)
+    decoded = decode_group(file.read(end - start), table, seed, load)
+    if decoded is None:
+        return None
+    indices, results = decoded
+    contents.results.update(zip(indices, results, strict=True))
+    if contents.failures or contents.unreadable:
+        for i in indices:
+            contents.failures.pop(i, None)
+            contents.unreadable.pop(i, None)
+    return end
+
+
+def _next_frame(file: IO[bytes], position: int, size: int, seed: int) -> int | None:
+    """Where the next intact frame of this file is after damage, if anywhere.
+
+    Only a frame whose check holds with this file's key counts.
+    """
+    piece_size = 1 << 20
+    while position < size:
+        file.seek(position)
+        piece = file.read(piece_size + HEAD.size)
+        offset = piece.find(pickle.BINBYTES8)
+        while 0 <= offset < piece_size:
+            candidate = position + offset
+            if _frame_at(file, candidate, size, seed) is not None:
+                return candidate
+            offset = piece.find(pickle.BINBYTES8, offset + 1)
+        position += piece_size
+    return None
+
+
+def read_last_commit(file: IO[bytes], seed: int) -> dict[str, Any] | None:
+    """The ``C`` frame at the end of the file, or ``None`` if it is not there."""
+    size = os.fstat(file.fileno()).st_size
+    file.seek(max(size - len(TAIL), 0))
+    if file.read(len(TAIL)) == TAIL:
+        size -= len(TAIL)
+    if size < _COMMIT_SIZE.size:
+        return None
+    file.seek(size - _COMMIT_SIZE.size)
+    (frame_size,) = _COMMIT_SIZE.unpack(file.read(_COMMIT_SIZE.size))
+    if not HEAD.size < frame_size <= min(size, 1 << 20):
+        return None
+    found = _frame_at(file, size - frame_size, size, seed)
+    if found is None or found[0] != b"C" or found[2] != size:
+        return None
+    info: dict[str, Any] = json.loads(bytes(found[1][: -_COMMIT_SIZE.size]))
+    return info
+
+
+def same_pickle(
+    file: IO[bytes], at: tuple[int, int], bound: Any, parameters: Any
+) -> bool:
+    """Whether :func:`write_parameters` gives the bytes at ``at`` (offset, length).
+
+    Pickled straight into a comparison with the file, a piece at a time: no
+    copy of either is made. Equal bytes mean the same values; unequal ones
+    may still be the same values (a set in another order): the caller decides
+    those strictly.
+    """
+    start, length = at
+    file.seek(start)
+    comparer = _Comparer(file, length)
     try:
-        arguments = pickle.loads(rest[len(TAIL) :])
-    except Exception:
+        write_parameters(comparer, bound, parameters)
+    except _Differs:
         return False
-    return same(arguments, header.arguments())
+    return comparer.left == 0
+
+
+class _Differs(Exception):
+    pass
+
+
+class _Comparer:
+    def __init__(self, file: IO[bytes], length: int) -> None:
+        self.file = file
+        self.left = length
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if len(view) > self.left or self.file.read(len(view)) != view:
+            raise _Differs
+        self.left -= len(view)
+        return len(view)
+
+
+class _CheckedReader:
+    """Reads a frame's body from a file for ``pickle.load``, checking it as it goes."""
+
+    def __init__(self, file: Any, length: int, crc: int) -> None:
+        self.file = file
+        self.left = length
+        self.crc = crc
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data: bytes = self.file.read(n)
+        self.left -= len(data)
+        self.crc = zlib.crc32(data, self.crc)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")[: self.left]
+        n = self.file.readinto(view)
+        self.left -= n
+        self.crc = zlib.crc32(view[:n], self.crc)
+        return int(n)
+
+    def readline(self) -> bytes:
+        line: bytes = self.file.readline(self.left)
+        self.left -= len(line)
+        self.crc = zlib.crc32(line, self.crc)
+        return line
+
+
+def load_parameters(file: IO[bytes], contents: Contents) -> tuple[Any, Any, str | None]:
+    """``(bound, parameters, error)`` from the file, read a piece at a time.
+
+    The frame's check held when the file was read (:func:`read_contents`), so
+    these are the bytes that were written; see :func:`loads_parameters`.
+    """
+    start, length = contents.parameters_at
+    file.seek(start)
+    (bound_length,) = _BOUND.unpack(file.read(_BOUND.size))
+    bound, error = _load_bound(file.read(bound_length))
+    rest = length - _BOUND.size - bound_length
+    return bound, pickle.load(_CheckedReader(file, rest, 0)), error
+
+
+def copy_frames(
+    source: IO[bytes], ranges: Sequence[tuple[int, int]]
+) -> Callable[[int, int], int]:
+    """A ``copy`` for :func:`write_file`: the byte ``ranges`` of ``source``."""
+
+    def copy(fd: int, offset: int) -> int:
+        for start, end in ranges:
+            source.seek(start)
+            left = end - start
+            while left:
+                piece = source.read(min(left, 1 << 22))
+                if not piece:
+                    raise OSError(f"the checkpoint being copied ended at {start}")
+                offset = write_at(fd, piece, offset)
+                left -= len(piece)
+        return offset
+
+    return copy
+
+
+def iter_ranges(contents: Contents) -> Iterator[tuple[int, int]]:
+    """The parameters' frame and every intact frame after it, as byte ranges."""
+    start, length = contents.parameters_at
+    yield start - HEAD.size, start + length
+    yield from contents.intact
 
 
 def replace_atomically(path: str, write: Callable[[int], int]) -> int:

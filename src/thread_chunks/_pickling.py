@@ -7,54 +7,75 @@ pickle cannot reference (a lambda, a function or class defined inside a
 function) is stored by value with cloudpickle, object by object, instead of
 failing the whole write.
 
-A frame is a pickle ``BINBYTES8`` opcode whose bytes are a CRC-32 and a body:
-a pickle, or a result's key and write time followed by its pickle. The length
-and the checksum make every frame self-delimiting and self-checking, so a
-reader knows exactly which frames a crash cut short. A failure is stored under
-the key :func:`failure_key` gives its call, so that one stream holds both.
+A **frame** is a pickle ``BINBYTES8`` opcode (so that a finished file is still
+one pickle stream), the length of what follows, a check, a kind byte, and a
+body::
+
+    BINBYTES8 | length (u64) | check (u32) | kind (1 byte) | body
+
+The check is the CRC-32 of the kind and the body *seeded with the file's own
+random key* (16 bytes in its header): a frame that data forged, or a frame of
+another file, fails it. The kinds are ``H`` (the header: format, key and a
+JSON summary), ``P`` (the parameters, one pickle), ``G`` (the lengths of the
+result frames that follow it, so that they are read at C speed), ``R`` (a
+result: the call's index, then its pickle), ``F`` (a failure: the key
+:func:`failure_key` gives its call, then JSON) and ``C`` (a commit: JSON about
+the file so far, readable from its end).
 """
 
 from __future__ import annotations
 
 import importlib
 import io
-import mmap
 import os
 import pickle
 import struct
 import sys
 import types
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import chain, repeat
-from operator import add
+from array import array
+from collections.abc import Callable, Sequence
+from itertools import accumulate, chain, repeat
+from operator import add, getitem
 from typing import IO, Any
 
 import cloudpickle
 
 __all__ = [
-    "FRAME_HEAD",
-    "LENGTH_HEAD",
-    "META",
+    "HEAD",
+    "INDEX",
     "PLAIN_TYPES",
     "PROTOCOL",
-    "Appender",
     "DamagedFrame",
-    "Record",
-    "Scan",
-    "decode_frame",
-    "decode_record",
+    "FrameWriter",
+    "check_payload",
+    "decode_group",
     "dumps",
     "failure_key",
+    "frame",
     "is_failure_key",
-    "opening",
-    "plain_frames",
-    "scan_frames",
+    "key_check",
+    "plain_group",
     "write_at",
 ]
 
 PROTOCOL = 5
+
+HEAD = struct.Struct("<cQIc")
+"""A frame's head: ``BINBYTES8``, the length of the rest (check, kind and
+body), the check, and the kind."""
+INDEX = struct.Struct("<q")
+"""What a result or failure body starts with: the call's index, or
+:func:`failure_key` of it."""
+_REST = HEAD.size - 9  # what the length counts before the body: check and kind
+_DIRECT = 1 << 16  # writes at least this long skip the buffer
+
+PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
+"""Types whose pickles are the same from any pickler, and always load."""
+
+
+class DamagedFrame(pickle.UnpicklingError):
+    """A frame whose check does not match its bytes."""
 
 
 class _Pickler(pickle.Pickler):
@@ -66,21 +87,16 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
-def Pickler(file: IO[bytes] | Any) -> pickle.Pickler:
-    """Our pickler, writing to ``file``: reuse it (``clear_memo`` in between)."""
-    return _Pickler(file, protocol=PROTOCOL)
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` to bytes, as every object of a checkpoint is pickled."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=PROTOCOL).dump(obj)
+    return buffer.getvalue()
 
 
 def dump(obj: Any, file: IO[bytes] | Any) -> None:
-    """Pickle ``obj`` to ``file`` (anything with a ``write`` method)."""
+    """Pickle ``obj`` to ``file`` (anything with a ``write`` method), streamed."""
     _Pickler(file, protocol=PROTOCOL).dump(obj)
-
-
-def dumps(obj: Any) -> bytes:
-    """Pickle ``obj`` to bytes."""
-    buffer = io.BytesIO()
-    dump(obj, buffer)
-    return buffer.getvalue()
 
 
 def _importable(obj: types.FunctionType | type) -> bool:
@@ -101,31 +117,10 @@ def _importable(obj: types.FunctionType | type) -> bool:
     return found is obj
 
 
-FRAME_HEAD = struct.Struct("<cQI")
-"""A frame's head: the ``BINBYTES8`` opcode, the payload's length, and the
-CRC-32 of the body (the payload is the checksum then the body)."""
-LENGTH_HEAD = struct.Struct("<cQ")
-"""The part of :data:`FRAME_HEAD` that says how long the frame is: the opcode
-and the payload's length; the payload follows it."""
-_HEAD = FRAME_HEAD
-_NO_HEAD = bytes(_HEAD.size)  # room for a frame's head, written when sealed
-META = struct.Struct("<qd")
-"""What a result frame's body starts with: its key and the time it was
-written. The key is the call's index, or :func:`failure_key` of it."""
-_DIRECT = 1 << 16  # writes at least this long skip the buffer
-Record = tuple[int, float, Any, str | None]
-"""A decoded result frame: index, time written, result, and the error that
-loading the result raised (``None`` if it loaded)."""
-
-
-class DamagedFrame(pickle.UnpicklingError):
-    """A frame whose checksum does not match its bytes."""
-
-
 def failure_key(index: int) -> int:
     """The key under which the failure of call ``index`` is stored: negative.
 
-    The same key decodes back: ``failure_key(failure_key(i)) == i``.
+    The same function decodes it back: ``failure_key(failure_key(i)) == i``.
     """
     return -index - 1
 
@@ -135,40 +130,99 @@ def is_failure_key(key: int) -> bool:
     return key < 0
 
 
-def opening(module: str, qualname: str) -> bytes:
-    """The bytes that open a file: a call of ``module.qualname`` on the frames."""
-    module_bytes, name = module.encode(), qualname.encode()
-    return (
-        pickle.PROTO + bytes([PROTOCOL])
-        + pickle.SHORT_BINUNICODE + bytes([len(module_bytes)]) + module_bytes
-        + pickle.SHORT_BINUNICODE + bytes([len(name)]) + name
-        + pickle.STACK_GLOBAL
-        + pickle.MARK
-    )  # fmt: skip
+def key_check(key: bytes) -> int:
+    """The CRC-32 of a file's key: the seed of every check in that file."""
+    return zlib.crc32(key)
 
 
-class Appender:
+def frame(kind: bytes, body: bytes, seed: int) -> bytes:
+    """One whole frame of ``kind`` around ``body``, checked from ``seed``."""
+    check = zlib.crc32(body, zlib.crc32(kind, seed))
+    return HEAD.pack(pickle.BINBYTES8, _REST + len(body), check, kind) + body
+
+
+def plain_group(indices: Sequence[int], results: Sequence[Any], seed: int) -> bytes:
+    """A ``G`` frame and the ``R`` frames of results of :data:`PLAIN_TYPES`.
+
+    Made with C loops only: a few hundred nanoseconds a result. The ``G``
+    frame lists the lengths of the ``R`` frames, so that a reader finds them
+    all at C speed too.
+    """
+    starts = list(map(b"R".__add__, map(INDEX.pack, indices)))
+    pickles = list(map(pickle.dumps, results, repeat(PROTOCOL)))
+    checks = map(zlib.crc32, pickles, map(zlib.crc32, starts, repeat(seed)))
+    lengths = array("Q", map(add, map(len, pickles), repeat(_REST + INDEX.size)))
+    heads = map(HEAD.pack, repeat(pickle.BINBYTES8), lengths, checks, repeat(b"R"))
+    # The kind byte is in the head: the body is the index and the pickle.
+    bodies = map(add, map(getitem, starts, repeat(slice(1, None))), pickles)
+    table = frame(b"G", lengths.tobytes(), seed)
+    return table + b"".join(chain.from_iterable(zip(heads, bodies, strict=True)))
+
+
+def decode_group(
+    region: bytes | memoryview,
+    table: bytes | memoryview,
+    seed: int,
+    load: bool = True,
+) -> tuple[list[int], list[Any]] | None:
+    """Decode the ``R`` frames that a ``G`` frame's ``table`` describes.
+
+    ``region`` holds exactly those frames. Returns their indices and results
+    (all ``None`` unless ``load``: checked, not unpickled), or ``None`` if any
+    of them is damaged (the caller then reads them one by one). Every loop
+    runs in C.
+    """
+    lengths = array("Q")
+    lengths.frombytes(bytes(table))
+    view = memoryview(region)
+    ends = list(accumulate(map(add, lengths, repeat(9))))
+    if not ends or ends[-1] != len(view):
+        return None
+    starts = [0, *ends[:-1]]
+    heads = list(map(HEAD.unpack_from, repeat(view), starts))
+    if (
+        set(map(getitem, heads, repeat(0))) != {pickle.BINBYTES8}
+        or set(map(getitem, heads, repeat(3))) != {b"R"}
+        or list(map(getitem, heads, repeat(1))) != lengths.tolist()
+    ):
+        return None
+    bodies = list(map(view.__getitem__, map(slice, map(add, starts, repeat(14)), ends)))
+    checks = map(zlib.crc32, bodies, repeat(zlib.crc32(b"R", seed)))
+    if list(checks) != list(map(getitem, heads, repeat(2))):
+        return None
+    indices = list(map(getitem, map(INDEX.unpack_from, bodies), repeat(0)))
+    if not load:
+        return indices, [None] * len(indices)
+    pickles = map(getitem, bodies, repeat(slice(INDEX.size, None)))
+    loads: Any = pickle.loads
+    return indices, list(map(loads, pickles))
+
+
+class FrameWriter:
     """Writes frames from ``offset`` on: small writes gathered, large ones direct.
 
-    Pickling writes to it as to a file. The head of each frame (length and
-    checksum) is filled in when the frame is sealed, so a frame is valid only
-    once all its bytes are there. ``io_error`` tells a failed write apart from
-    a failure to pickle.
+    Pickling writes to it as to a file, so a large object is pickled straight
+    to the disk, never whole in memory. The head of each frame (length and
+    check) is filled in when the frame is sealed, so a frame is valid only once
+    all its bytes are there. ``io_error`` tells a failed write apart from a
+    failure to pickle.
     """
 
-    def __init__(self, fd: int, offset: int) -> None:
+    def __init__(self, fd: int, offset: int, seed: int) -> None:
         self.fd = fd
         self.flushed = offset  # where the gathered bytes go in the file
         self.pending = bytearray()
+        self.seed = seed
         self.crc = 0
         self.io_error = False
-        self.pickler = Pickler(self)  # one for all the frames: cheaper
 
     @property
     def offset(self) -> int:
+        """Where the next byte goes."""
         return self.flushed + len(self.pending)
 
     def write(self, data: Any) -> int:
+        """Append ``data`` to the frame being written (pickle calls this)."""
         if type(data) is not bytes:
             data = memoryview(data).cast("B")
         self.crc = zlib.crc32(data, self.crc)
@@ -176,58 +230,66 @@ class Appender:
             self.pending += data
         else:
             self.flush()
-            self.flushed = self.write_at(data, self.flushed)
+            self.flushed = self._write_at(data, self.flushed)
         return len(data)
 
-    def flush(self) -> None:
-        if self.pending:
-            self.flushed = self.write_at(self.pending, self.flushed)
-            self.pending.clear()
-
-    def frame(self, obj: Any, meta: bytes = b"") -> None:
-        """Write one frame whose body is ``meta``, then the pickle of ``obj``.
-
-        If ``obj`` cannot be pickled, the frame is taken back and the error
-        raised: the next frame goes where this one began.
-        """
-        pending = self.pending
-        start = self.flushed + len(pending)
-        pending += _NO_HEAD
-        pending += meta
-        self.crc = zlib.crc32(meta)
-        try:
-            self.pickler.dump(obj)
-        except BaseException:
-            self.pickler = Pickler(self)  # leave nothing half-done in it
-            if not self.io_error:
-                self.rewind(start)
-            raise
-        self.pickler.clear_memo()
-        end = self.flushed + len(self.pending)
-        head = _HEAD.pack(pickle.BINBYTES8, end - start - LENGTH_HEAD.size, self.crc)
-        if start >= self.flushed:
-            at = start - self.flushed
-            self.pending[at : at + _HEAD.size] = head
-        else:
-            self.write_at(head, start)
-
-    def frames(self, data: bytes) -> None:
-        """Write frames made whole elsewhere (see :func:`plain_frames`)."""
+    def raw(self, data: bytes) -> None:
+        """Append bytes that are whole frames already (see :func:`plain_group`)."""
         if len(data) < _DIRECT:
             self.pending += data
         else:
             self.flush()
-            self.flushed = self.write_at(data, self.flushed)
+            self.flushed = self._write_at(data, self.flushed)
 
-    def rewind(self, start: int) -> None:
-        """Drop what was written from ``start`` on: it is written over next."""
-        if start >= self.flushed:
-            del self.pending[start - self.flushed :]
+    def flush(self) -> None:
+        """Write what is gathered."""
+        if self.pending:
+            self.flushed = self._write_at(self.pending, self.flushed)
+            self.pending.clear()
+
+    def pickled(self, kind: bytes, obj: Any, start: bytes = b"") -> None:
+        """Write one frame of ``kind`` whose body is ``start``, then ``obj`` pickled.
+
+        If ``obj`` cannot be pickled, the frame is taken back and the error
+        raised: the next frame goes where this one began.
+        """
+
+        def fill(out: FrameWriter) -> None:
+            out.write(start)
+            dump(obj, out)
+
+        self.streamed(kind, fill)
+
+    def streamed(self, kind: bytes, fill: Callable[[FrameWriter], None]) -> None:
+        """Write one frame of ``kind`` whose body ``fill(self)`` writes.
+
+        If ``fill`` raises, the frame is taken back and the error raised.
+        """
+        begin = self.offset
+        self.pending += bytes(HEAD.size)  # the head, filled in when sealed
+        self.crc = zlib.crc32(kind, self.seed)
+        try:
+            fill(self)
+        except BaseException:
+            if not self.io_error:
+                self._rewind(begin)
+            raise
+        head = HEAD.pack(pickle.BINBYTES8, self.offset - begin - 9, self.crc, kind)
+        if begin >= self.flushed:
+            at = begin - self.flushed
+            self.pending[at : at + HEAD.size] = head
+        else:
+            self._write_at(head, begin)
+
+    def _rewind(self, begin: int) -> None:
+        """Drop what was written from ``begin`` on: it is written over next."""
+        if begin >= self.flushed:
+            del self.pending[begin - self.flushed :]
         else:
             self.pending.clear()
-            self.flushed = start
+            self.flushed = begin
 
-    def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> int:
+    def _write_at(self, data: bytes | bytearray | memoryview, offset: int) -> int:
         try:
             return write_at(self.fd, data, offset)
         except OSError:
@@ -235,32 +297,11 @@ class Appender:
             raise
 
 
-PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
-"""Types whose pickles are the same from any pickler, and always load."""
-
-
-def plain_frames(
-    indices: Sequence[int], results: Sequence[Any], written_at: float
-) -> bytes:
-    """The frames of results whose types are all in :data:`PLAIN_TYPES`.
-
-    Byte for byte what :meth:`Appender.frame` writes, but made with C loops
-    only: a few hundred nanoseconds a result instead of over a microsecond.
-    """
-    metas = list(map(META.pack, indices, repeat(written_at)))
-    pickles = list(map(pickle.dumps, results, repeat(PROTOCOL)))
-    checksums = map(zlib.crc32, pickles, map(zlib.crc32, metas))
-    # The length of a BINBYTES8 payload: checksum, meta, then the pickle.
-    lengths = map(add, map(len, pickles), repeat(4 + META.size))
-    heads = map(_HEAD.pack, repeat(pickle.BINBYTES8), lengths, checksums)
-    return b"".join(chain.from_iterable(zip(heads, metas, pickles, strict=True)))
-
-
 def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
     """Write all of ``data`` at ``offset``; return the offset after it.
 
     ``lseek`` and ``write`` rather than ``pwrite``, which Windows lacks; one
-    thread at a time writes to a journal.
+    thread at a time writes to a file.
     """
     view = memoryview(data)
     os.lseek(fd, offset, os.SEEK_SET)
@@ -271,100 +312,16 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
     return offset
 
 
-def decode_frame(payload: bytes | memoryview) -> memoryview:
-    """Check the payload of a frame (checksum, then body); return the body."""
+def check_payload(payload: bytes | memoryview, seed: int) -> tuple[bytes, memoryview]:
+    """The kind and body of a frame's payload (what follows its length).
+
+    Raises :class:`DamagedFrame` unless its check matches, from ``seed``.
+    """
     view = memoryview(payload)
-    (crc,) = struct.unpack_from("<I", view)
-    if zlib.crc32(view[4:]) != crc:
-        raise DamagedFrame("checkpoint frame fails its checksum")
-    return view[4:]
-
-
-def decode_record(body: bytes | memoryview) -> Record:
-    """Decode the checked body of a result frame (see :func:`decode_frame`).
-
-    A result that fails to load is reported in the record, not raised.
-    """
-    index, written_at = META.unpack_from(body)
-    try:
-        return index, written_at, pickle.loads(body[META.size :]), None
-    except Exception as exc:
-        return index, written_at, None, f"{type(exc).__name__}: {exc}"
-
-
-@dataclass
-class Scan:
-    """What :func:`scan_frames` found in a file.
-
-    Attributes
-    ----------
-    bodies : list of bytes
-        The checked bodies of the intact frames, in order.
-    offsets : list of int
-        Where each of those frames begins.
-    damaged : list of (int, int)
-        The byte ranges that are not intact frames but lie before one: damage
-        in the middle of the file.
-    end : int
-        Where the intact frames end: the place to append.
-    rest : bytes
-        What follows them: nothing, a finishing tail, a frame cut short.
-    tail_damaged : bool
-        Whether ``rest`` is none of these (set by whoever knows the tail).
-    """
-
-    bodies: list[bytes]
-    offsets: list[int]
-    damaged: list[tuple[int, int]]
-    end: int
-    rest: bytes
-    tail_damaged: bool = False
-
-
-def scan_frames(data: bytes | mmap.mmap, offset: int) -> Scan:
-    """Find every intact frame of ``data`` from ``offset`` on.
-
-    Frames are self-delimiting and checksummed: past a damaged stretch, the
-    scan resynchronises on the next intact frame, so that one flipped bit
-    costs the frame it is in, not every frame after it.
-    """
-    bodies: list[bytes] = []
-    offsets: list[int] = []
-    damaged: list[tuple[int, int]] = []
-    position = offset
-    while True:
-        end = _frame_end(data, position)
-        if end is None:
-            following = _next_frame(data, position + 1)
-            if following is None:
-                break
-            damaged.append((position, following))
-            position = following
-            continue
-        bodies.append(data[position + _HEAD.size : end])
-        offsets.append(position)
-        position = end
-    return Scan(bodies, offsets, damaged, position, bytes(data[position:]))
-
-
-def _frame_end(data: bytes | mmap.mmap, position: int) -> int | None:
-    """Where the frame at ``position`` ends, if an intact frame is there."""
-    if data[position : position + 1] != pickle.BINBYTES8:
-        return None
-    if len(data) - position < _HEAD.size:
-        return None
-    _, length, crc = _HEAD.unpack_from(data, position)
-    end: int = position + LENGTH_HEAD.size + length
-    if not 4 <= length <= len(data) - position - LENGTH_HEAD.size:
-        return None
-    if zlib.crc32(data[position + _HEAD.size : end]) != crc:
-        return None
-    return end
-
-
-def _next_frame(data: bytes | mmap.mmap, position: int) -> int | None:
-    while (found := data.find(pickle.BINBYTES8, position)) >= 0:
-        if _frame_end(data, found) is not None:
-            return found
-        position = found + 1
-    return None
+    if len(view) < _REST:
+        raise DamagedFrame("a checkpoint frame is cut short")
+    (check,) = struct.unpack_from("<I", view)
+    kind, body = bytes(view[4:5]), view[5:]
+    if zlib.crc32(body, zlib.crc32(kind, seed)) != check:
+        raise DamagedFrame("a checkpoint frame fails its check")
+    return kind, body

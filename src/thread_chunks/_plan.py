@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MappingView, Sequence, Set
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -154,6 +154,20 @@ def check_parameters(parameters: Iterable[Sequence[Any]]) -> list[Sequence[Any]]
         raise TypeError(
             "parameters must be a list of argument lists, one per call, got "
             f"{type(parameters).__name__}"
+        )
+    if isinstance(parameters, Set):
+        # A set's order changes from process to process (string hashes are
+        # salted): its run could never be recognised, nor its results ordered.
+        raise TypeError(
+            f"parameters must be ordered, got a {type(parameters).__name__}, "
+            "whose order changes from one process to the next, so a checkpoint "
+            "could never be resumed; pass sorted(...) of it"
+        )
+    if isinstance(parameters, MappingView):
+        raise TypeError(
+            f"parameters must be a list of argument lists, got a "
+            f"{type(parameters).__name__} view, whose order is that of the "
+            "dict's history; pass sorted(...) or list(...) of it"
         )
     checked = list(parameters)
     if set(map(type, checked)) <= {list, tuple}:

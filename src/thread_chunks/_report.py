@@ -1,22 +1,31 @@
 """How far a checkpoint has got, read cheaply: :func:`progress`.
 
-Only the summary frame and each frame's head and index are read, never a
-result: polling a checkpoint of gigabytes every second while a run writes it
-costs little. The file is opened read-only and its lock is never taken, so
-reading never gets in the way of a run.
+Only the header and the last commit's frame, at the end of the file, are
+read, and nothing is unpickled: polling a checkpoint of gigabytes every second
+while a run writes it costs little, and a crafted file runs no code. The file
+is opened read-only and its lock is never taken, so reading never gets in the
+way of a run.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ._checkpoint import Checkpoint
-from ._journal import lock_path
-from ._pickling import FRAME_HEAD, LENGTH_HEAD, META, failure_key, is_failure_key
+from ._journal import (
+    Commit,
+    DamagedHeader,
+    OldFormat,
+    lock_path,
+    read_contents,
+    read_header,
+    read_last_commit,
+    with_default_extension,
+)
+from ._pickling import key_check
 
 __all__ = ["Progress", "progress"]
 
@@ -116,85 +125,65 @@ def progress(path: str | os.PathLike[str]) -> Progress:
     >>> progress(tmp / "d.pkl").done
     2
     """
-    resolved = os.path.realpath(os.fspath(path))
-    opening = Checkpoint.file_opening()
+    given = os.fspath(path)
+    resolved = os.path.realpath(with_default_extension(given))
+    if not stat.S_ISREG(os.stat(resolved).st_mode):  # a FIFO would block a read
+        raise ValueError(f"{given!r} is not a regular file, so not a checkpoint")
     with open(resolved, "rb") as file:
         size = os.fstat(file.fileno()).st_size
-        if file.read(len(opening)) != opening:
-            raise ValueError(f"{os.fspath(path)!r} is not a thread-chunks checkpoint")
-        summary_frame = _next_frame(file, size)
-        if summary_frame is None:
-            raise ValueError(f"{os.fspath(path)!r} ends inside its header")
-        summary = pickle.loads(summary_frame[4:])
-        _next_frame(file, size)  # the header, skipped
-        done, failures, times = _walk(file, size)
-    rate = eta = None
-    running = _locked(resolved)
+        try:
+            summary, key, _ = read_header(file)
+        except (OldFormat, DamagedHeader) as exc:
+            raise ValueError(
+                f"{given!r} is not a checkpoint this version reads ({exc})"
+            ) from None
+        info = read_last_commit(file, key_check(key))
+        if info is None:  # a commit cut short by a crash: walk, unpickling nothing
+            info = _walked(file)
     total = int(summary["total"])
-    if running and len(times) > 1:
-        recent = [t for t in times if t >= times[-1] - RATE_WINDOW]
-        span = recent[-1] - recent[0]
-        if span > 0:
-            rate = (len(recent) - 1) / span
-            eta = (total - len(done)) / rate if rate else None
-    failed = {i: failure for i, failure in failures.items() if i not in done}
+    done = int(info["done"])
+    running = _locked(resolved)
+    rate = eta = None
+    history = [(float(t), int(n)) for t, n in info.get("history", [])]
+    recent = [(t, n) for t, n in history if t >= history[-1][0] - RATE_WINDOW]
+    if running and len(recent) > 1 and recent[-1][0] > recent[0][0]:
+        rate = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+        eta = (total - done) / rate if rate else None
+    at = info.get("time")
+    last_write = None if at is None else datetime.fromtimestamp(at, UTC)
     return Progress(
-        path=os.fspath(path),
+        path=given,
         function=str(summary["function"]),
-        done=len(done),
+        done=done,
         total=total,
-        failures=len(failed),
+        failures=int(info["failures"]),
         first_failures=tuple(
-            (i, failed[i][0], failed[i][1]) for i in sorted(failed)[:5]
+            (int(f["index"]), str(f["exception_type"]), str(f["message"]))
+            for f in info["first_failures"]
         ),
         running=running,
         size_bytes=size,
-        last_write=None if not times else datetime.fromtimestamp(max(times), UTC),
+        last_write=last_write,
         rate_per_s=rate,
         eta_s=eta,
     )
 
 
-def _next_frame(file: Any, size: int) -> bytes | None:
-    """Read the payload of the frame here (unchecked), or ``None`` at the end."""
-    start = file.tell()
-    head = file.read(LENGTH_HEAD.size)
-    if len(head) < LENGTH_HEAD.size or head[:1] != pickle.BINBYTES8:
-        return None
-    _, length = LENGTH_HEAD.unpack(head)
-    if start + LENGTH_HEAD.size + length > size:
-        return None
-    payload: bytes = file.read(length)
-    return payload
-
-
-def _walk(
-    file: Any, size: int
-) -> tuple[set[int], dict[int, tuple[str, str]], list[float]]:
-    """Read the index and time of every result frame, skipping the results."""
-    done: set[int] = set()
-    failures: dict[int, tuple[str, str]] = {}
-    times: list[float] = []
-    while True:
-        start = file.tell()
-        head = file.read(FRAME_HEAD.size + META.size)
-        if len(head) < FRAME_HEAD.size + META.size or head[:1] != pickle.BINBYTES8:
-            break
-        _, length = LENGTH_HEAD.unpack_from(head)
-        end = start + LENGTH_HEAD.size + length
-        if end > size:
-            break  # a write still under way
-        index, written_at = META.unpack_from(head, FRAME_HEAD.size)
-        times.append(written_at)
-        if not is_failure_key(index):
-            done.add(index)
-            failures.pop(index, None)
-        else:  # a failure: plain data, small
-            body = file.read(end - file.tell())
-            exception_type, message, *_ = pickle.loads(body)
-            failures[failure_key(index)] = (exception_type, message)
-        file.seek(end)
-    return done, failures, sorted(times)
+def _walked(file: Any) -> dict[str, Any]:
+    """What a commit would say, from every frame of the file (no result loaded)."""
+    file.seek(0)
+    contents = read_contents(file, load=False)
+    commit = Commit(
+        len(contents.results),
+        {
+            i: (record["exception_type"], record["message"])
+            for i, record in contents.failures.items()
+        },
+    )
+    last = contents.last_commit or {}
+    commit.history = list(last.get("history", []))
+    info = commit.info(float(last.get("time", 0.0)) or os.fstat(file.fileno()).st_mtime)
+    return info
 
 
 def _locked(path: str) -> bool | None:

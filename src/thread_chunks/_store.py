@@ -19,10 +19,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import reprlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -37,13 +39,25 @@ from ._checkpoint import (
 )
 from ._identity import FunctionIdentity
 from ._journal import (
+    MAGIC,
+    OPENING,
+    OPENING_1,
     CheckpointLock,
+    Commit,
+    Contents,
     Journal,
+    copy_frames,
+    iter_ranges,
     keep_copy,
+    load_parameters,
     move_aside,
+    new_key,
+    read_contents,
     remove_leftovers,
+    same_pickle,
+    write_file,
 )
-from ._pickling import Scan, failure_key, is_failure_key
+from ._pickling import failure_key, is_failure_key
 
 __all__ = ["MIN_WRITE_GAP", "CheckpointStore", "Warn", "open_checkpoint_file"]
 
@@ -133,9 +147,13 @@ class CheckpointStore:
         self.wake()
 
     def record_failure(self, index: int, failure: CallFailure) -> None:
-        """Queue the failure of call ``index``: kept until the call succeeds."""
+        """Queue the failure of call ``index``: kept until the call succeeds.
+
+        The file keeps it as data, with a short ``repr`` of its arguments.
+        """
         self._failures_queued = True  # some writes hold failures from now on
-        self.record(failure_key(index), tuple(failure))  # plain data, as kept
+        arguments = reprlib.repr(self._checkpoint.parameters[index])
+        self.record(failure_key(index), (*failure, arguments))
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -143,10 +161,14 @@ class CheckpointStore:
 
         On leaving, however the body ends (error, cancellation), every queued
         result is written and the file finished, shielded from cancellation.
-        A finished checkpoint opened read-only has nothing to write.
+        A checkpoint whose every call is done has nothing to write.
         """
-        if self._journal is None:
-            yield
+        if self._journal is None:  # every call done before, or a read-only file
+            try:
+                yield
+            finally:
+                if self._file_lock is not None:
+                    self._file_lock.release()
             return
         try:
             async with self._write_lock, anyio.create_task_group() as task_group:
@@ -187,59 +209,63 @@ class CheckpointStore:
         pairs = list(islice(iter(queue.popleft, None), len(queue)))
         if not pairs:
             return
-        indices, results = zip(*pairs, strict=True)
         assert self._journal is not None
         if self._journal.deleted():
             self._write_again()
+        journal = self._journal
         if self._taken:
             return  # another run writes the file now: the results are returned
         try:
-            unpicklable = self._journal.append(indices, results)
+            unpicklable = journal.append(pairs, partial(self._keep, pairs))
         except OSError as exc:
             # A full disk may still hold some of them: save what fits, one by
             # one, and keep the others for the next write.
-            written, unpicklable = self._append_what_fits(indices, results)
+            written, unpicklable = self._append_what_fits(pairs)
             queue.extendleft(reversed(pairs[written:]))
             del pairs[written:]
             self._notify(
                 "write",
-                f"could not write checkpoint {self._journal.path!r} ({exc}); the "
+                f"could not write checkpoint {journal.path!r} ({exc}); the "
                 "results are kept in memory and the write will be retried",
             )
-        # Kept, to write it all again if the file is deleted.
-        saved = dict(pairs)
-        for i in unpicklable:
-            del saved[i]
-        if self._failures_queued and saved and is_failure_key(min(saved)):
-            failures = {k: failure for k, failure in saved.items() if k < 0}
-            self._checkpoint.failures.update(
-                {
-                    failure_key(k): CallFailure(*failure)
-                    for k, failure in failures.items()
-                }
-            )
-            saved = {i: result for i, result in saved.items() if i >= 0}
-        self._checkpoint.apply(saved)
         if unpicklable:
             self._notify(
                 "pickle",
                 f"the result of call {unpicklable[0]} cannot be pickled, so it is "
-                f"not saved in {self._journal.path!r} (nor any other unpicklable "
+                f"not saved in {journal.path!r} (nor any other unpicklable "
                 "result); it is still returned, but a rerun will compute it again",
             )
 
-    def _append_what_fits(
-        self, indices: Sequence[int], results: Sequence[Any]
-    ) -> tuple[int, list[int]]:
+    def _keep(self, pairs: list[tuple[int, Any]], unpicklable: list[int]) -> None:
+        """Apply what was written to the checkpoint, kept to write it again."""
+        saved = dict(pairs)
+        for i in unpicklable:
+            del saved[i]
+        checkpoint = self._checkpoint
+        if self._failures_queued and saved and is_failure_key(min(saved)):
+            checkpoint.failures.update(
+                {
+                    failure_key(k): CallFailure(*failure[:5])
+                    for k, failure in saved.items()
+                    if is_failure_key(k)
+                }
+            )
+            saved = {i: result for i, result in saved.items() if i >= 0}
+        checkpoint.apply(saved)
+        assert self._journal is not None
+        commit = self._journal.commit
+        commit.done, commit.failures = checkpoint.done, checkpoint.failures
+
+    def _append_what_fits(self, pairs: list[tuple[int, Any]]) -> tuple[int, list[int]]:
         """Append one result at a time until a write fails; say how many went."""
         assert self._journal is not None
         unpicklable: list[int] = []
-        for written, (i, result) in enumerate(zip(indices, results, strict=True)):
+        for written, pair in enumerate(pairs):
             try:
-                unpicklable += self._journal.append([i], [result])
+                unpicklable += self._journal.append([pair], partial(self._keep, [pair]))
             except OSError:
                 return written, unpicklable
-        return len(indices), unpicklable
+        return len(pairs), unpicklable
 
     def _write_again(self) -> None:
         """Write the checkpoint anew, with every result so far: it was deleted."""
@@ -258,7 +284,7 @@ class CheckpointStore:
                 "results are still returned",
             )
             return
-        self._journal = create_journal(path, self._checkpoint)
+        self._journal = _create(path, self._checkpoint, self._journal.key)
         self._notify(
             "deleted",
             f"checkpoint {path!r} was deleted during the run (its directory "
@@ -274,7 +300,7 @@ class CheckpointStore:
         finally:
             try:
                 if not self._taken:
-                    self._journal.finish(self._checkpoint.arguments())
+                    self._journal.finish()
             except OSError as exc:
                 self._notify(
                     "finish",
@@ -292,16 +318,17 @@ class CheckpointStore:
 
 
 def open_checkpoint_file(
-    path: str, function: FunctionIdentity, parameters: Sequence[Sequence[Any]]
+    path: str, function: FunctionIdentity, parameters: Sequence[Any]
 ) -> tuple[Checkpoint, Journal | None, CheckpointLock | None, list[str]]:
     """Lock ``path``, then resume the checkpoint there or start a new one.
 
-    Returns the checkpoint, its journal open for appending, the lock (held)
-    and the warnings to give the user. Blocks: run it in a worker thread.
-    Takes the checkpoint's lock first, so that two runs (in this process or
-    another) never write the same file: the second fails before computing.
-    In a directory this process cannot write, a finished checkpoint of the
-    same run is still read, with no journal and no lock: nothing to write.
+    Returns the checkpoint, its journal open for appending (``None`` if there
+    is nothing to write), the lock (held) and the warnings to give the user.
+    Blocks: run it in a worker thread. Takes the checkpoint's lock first, so
+    that two runs (in this process or another) never write the same file: the
+    second fails before computing. In a directory this process cannot write,
+    a finished checkpoint of the same run is still read, with no journal and
+    no lock: nothing to write.
     """
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     try:
@@ -313,7 +340,6 @@ def open_checkpoint_file(
     try:
         remove_leftovers(path)
         checkpoint, journal, messages = _resume_or_create(path, function, parameters)
-        journal.prepare_tail(checkpoint.arguments())
     except BaseException:
         lock.release()
         raise
@@ -323,7 +349,7 @@ def open_checkpoint_file(
 def _read_only(
     path: str,
     function: FunctionIdentity,
-    parameters: Sequence[Sequence[Any]],
+    parameters: Sequence[Any],
     error: OSError,
 ) -> Checkpoint:
     """The finished checkpoint at ``path`` in a read-only directory, or ``error``."""
@@ -342,52 +368,51 @@ def _read_only(
 
 
 def _resume_or_create(
-    path: str, function: FunctionIdentity, parameters: Sequence[Sequence[Any]]
-) -> tuple[Checkpoint, Journal, list[str]]:
+    path: str, function: FunctionIdentity, parameters: Sequence[Any]
+) -> tuple[Checkpoint, Journal | None, list[str]]:
     messages: list[str] = []
     if os.path.exists(path) and not _written_by_us(path):
+        with open(path, "rb") as file:
+            start = file.read(256)
+        ours = MAGIC in start  # ours, damaged in its first bytes
+        if not ours:
+            _refuse_old(path, start)
         # Unpickling runs code from the file: only our own files are read.
         aside = move_aside(path)
         logger.warning("moved unreadable checkpoint %r to %r", path, aside)
-        messages.append(_foreign_file_message(path, aside))
+        messages.append(
+            f"checkpoint {path!r} is damaged in its first bytes, which say what "
+            f"the file is: moved it to {aside!r} without loading it and starting "
+            "afresh"
+            if ours
+            else f"checkpoint {path!r} is not a thread-chunks checkpoint: moved it "
+            f"to {aside!r} without loading it and starting afresh"
+        )
     elif os.path.exists(path):
-        try:
-            old, scan = read_checkpoint(path, Checkpoint)
-        except OSError:
-            raise
-        except Exception as exc:  # a damaged header, a class that is gone
+        with open(path, "rb", buffering=1 << 20) as file:
+            try:
+                contents = read_contents(file)
+            except OSError:
+                raise
+            except Exception as exc:  # a damaged header or parameters
+                contents = None
+                error = exc
+            if contents is not None:
+                resumed = _resume(path, file, contents, function, parameters, messages)
+                if resumed is not None:
+                    return (*resumed, messages)
+        if contents is None:
             aside = move_aside(path)
             logger.warning("moved unreadable checkpoint %r to %r", path, aside)
             messages.append(
-                f"checkpoint {path!r} cannot be read ({type(exc).__name__}: {exc}); "
-                f"moved it to {aside!r} and starting afresh"
-            )
-        else:
-            if old.matches(function, parameters):
-                journal = _resume(path, old, scan, function, messages)
-                return old, journal, messages
-            if old.function is not None and old.function.bound_error is not None:
-                logger.warning(
-                    "what was bound to %s in checkpoint %r cannot be loaded (%s), "
-                    "so the run it belongs to cannot be recognised",
-                    old.func_name,
-                    path,
-                    old.function.bound_error,
-                )
-            previous = keep_copy(path, ".previous")  # one generation is kept
-            logger.warning(
-                "checkpoint %r was made for another function or other parameters: "
-                "replacing it, which drops its %d saved results (kept in %r until "
-                "the next replacement), and computing every call",
-                path,
-                old.done,
-                previous,
+                f"checkpoint {path!r} cannot be read ({type(error).__name__}: "
+                f"{error}); moved it to {aside!r} and starting afresh"
             )
     checkpoint = Checkpoint(function.name, parameters)
     checkpoint.function = function
     checkpoint.path = path
     try:
-        return checkpoint, create_journal(path, checkpoint), messages
+        return checkpoint, _create(path, checkpoint, new_key()), messages
     except OSError:
         raise
     except Exception as exc:  # the parameters cannot be pickled
@@ -399,21 +424,126 @@ def _resume_or_create(
         ) from exc
 
 
+def _create(path: str, checkpoint: Checkpoint, key: bytes) -> Journal:
+    """Replace ``path`` by a new file holding ``checkpoint``'s results so far."""
+    function = checkpoint.function
+    failures = [
+        (failure_key(i), failure) for i, failure in sorted(checkpoint.failures.items())
+    ]
+    journal = write_file(
+        path,
+        checkpoint.summary(),
+        key,
+        () if function is None else function.bound,
+        checkpoint.parameters,
+        commit=Commit(checkpoint.done, checkpoint.failures),
+        results=[*sorted(checkpoint.results.items()), *failures],
+    )
+    assert journal is not None
+    return journal
+
+
 def _resume(
     path: str,
-    old: Checkpoint,
-    scan: Scan | None,
+    file: Any,
+    contents: Contents,
+    function: FunctionIdentity,
+    parameters: Sequence[Any],
+    messages: list[str],
+) -> tuple[Checkpoint, Journal | None] | None:
+    """Continue the checkpoint read from ``path`` if it is this run's, else ``None``.
+
+    The parameters are compared first as bytes, pickled straight into a
+    comparison with the file (no copy of either); only if the bytes differ
+    are the saved ones loaded and compared strictly, which decides.
+    """
+    summary = contents.summary
+    same_name = (summary.get("module"), summary["function"]) == (
+        function.module,
+        function.name,
+    )
+    saved: tuple[Any, Any, str | None]
+    if same_name and same_pickle(
+        file, contents.parameters_at, function.bound, parameters
+    ):
+        saved = (function.bound, parameters, None)
+    else:
+        saved = load_parameters(file, contents)
+    old = Checkpoint.of_file(summary, saved)
+    if not old.matches(function, parameters):
+        _replace(path, old, len(contents.results))
+        return None
+    checkpoint = old
+    checkpoint.parameters = list(parameters)  # the same: keep the caller's
+    checkpoint.results = contents.results
+    checkpoint.unreadable = contents.unreadable
+    checkpoint.failures = {
+        i: CallFailure.of_record(record) for i, record in contents.failures.items()
+    }
+    checkpoint.index = max(checkpoint.results, default=-1) + 1
+    checkpoint.path = path
+    _say_what_is_amiss(path, checkpoint, contents, function, messages)
+    history = (contents.last_commit or {}).get("history", [])
+    commit = Commit(checkpoint.done, checkpoint.failures, history)
+    complete = checkpoint.done == len(parameters) and not checkpoint.failures
+    damaged = bool(contents.damaged or contents.tail_damaged)
+    if complete and not damaged:
+        return checkpoint, None  # nothing to compute, nothing to write
+    if contents.clean:
+        return checkpoint, Journal.append_to(path, contents.end, contents.key, commit)
+    if damaged:
+        copy = keep_copy(path, ".damaged")
+        messages.append(_damage_message(path, checkpoint, contents, copy))
+    # A new file, the intact frames copied as they are: nothing is shortened.
+    journal = write_file(
+        path,
+        contents.summary,
+        contents.key,
+        None,
+        None,
+        copy=copy_frames(file, list(iter_ranges(contents))),
+        commit=commit,
+        finished=complete,
+    )
+    return checkpoint, journal
+
+
+def _replace(path: str, old: Checkpoint, done: int) -> None:
+    """Say why the checkpoint at ``path`` is replaced; keep it as ``.previous``."""
+    if old.function is not None and old.function.bound_error is not None:
+        logger.warning(
+            "what was bound to %s in checkpoint %r cannot be loaded (%s), "
+            "so the run it belongs to cannot be recognised",
+            old.func_name,
+            path,
+            old.function.bound_error,
+        )
+    previous = keep_copy(path, ".previous")  # one generation is kept
+    logger.warning(
+        "checkpoint %r was made for another function or other parameters: "
+        "replacing it, which drops its %d saved results (kept in %r until "
+        "the next replacement), and computing every call",
+        path,
+        done,
+        previous,
+    )
+
+
+def _say_what_is_amiss(
+    path: str,
+    checkpoint: Checkpoint,
+    contents: Contents,
     function: FunctionIdentity,
     messages: list[str],
-) -> Journal:
-    """Continue the checkpoint ``old``, read from ``path``; say what is amiss."""
+) -> None:
     logger.info(
         "resuming from checkpoint %r: %d of %d calls already done",
         path,
-        old.done,
-        len(old.parameters),
+        checkpoint.done,
+        len(checkpoint.parameters),
     )
-    if old.function is not None and old.function.code != function.code:
+    code = contents.summary.get("code")
+    if code is not None and code != function.code:
         logger.warning(
             "the code of %s changed since checkpoint %r was written; its saved "
             "results are kept, since the function's name and the parameters are "
@@ -422,66 +552,49 @@ def _resume(
             function.name,
             path,
         )
-    if old.unreadable:
-        i, error = next(iter(old.unreadable.items()))
+    if checkpoint.unreadable:
+        i, error = next(iter(checkpoint.unreadable.items()))
         messages.append(
-            f"{len(old.unreadable)} saved results in {path!r} cannot be loaded "
-            f"(call {i}: {error}); computing them again"
+            f"{len(checkpoint.unreadable)} saved results in {path!r} cannot be "
+            f"loaded (call {i}: {error}); computing them again"
         )
-    old.path = path
-    assert scan is not None  # a journal, since it opens like one
-    if scan.damaged:
-        copy = keep_copy(path, ".damaged")
-        lost = sum(end - start for start, end in scan.damaged)
-        messages.append(
-            f"checkpoint {path!r} is damaged: {lost} bytes in {len(scan.damaged)} "
-            f"place(s) cannot be read. Kept a copy as {copy!r}, recovered the "
-            f"{old.done} results around the damage, and computing again the "
-            "calls whose results were there"
+
+
+def _damage_message(
+    path: str, checkpoint: Checkpoint, contents: Contents, copy: str
+) -> str:
+    if contents.damaged:
+        lost = sum(end - start for start, end in contents.damaged)
+        return (
+            f"checkpoint {path!r} is damaged: {lost} bytes in "
+            f"{len(contents.damaged)} place(s) cannot be read. Kept a copy as "
+            f"{copy!r}, recovered the {checkpoint.done} results around the "
+            "damage, and computing again the calls whose results were there"
         )
-        return create_journal(path, old)  # a clean file, with every recovered result
-    if scan.tail_damaged:
-        copy = keep_copy(path, ".damaged")
-        messages.append(
-            f"the end of checkpoint {path!r} is damaged or was cut short, after "
-            f"its last result: no result was lost; kept a copy as {copy!r}"
-        )
-        return create_journal(path, old)  # a new file: the copy stays as it is
-    return Journal.reopen(path, scan.end)
+    return (
+        f"the end of checkpoint {path!r} is damaged, after its last intact "
+        f"result: no result was lost; kept a copy as {copy!r}"
+    )
 
 
 def _written_by_us(path: str) -> bool:
     """Whether the file at ``path`` opens like the checkpoints we write."""
-    opening = Checkpoint.file_opening()
     with open(path, "rb") as file:
-        return file.read(len(opening)) == opening
+        return file.read(len(OPENING)) == OPENING
 
 
-def _foreign_file_message(path: str, aside: str) -> str:
-    with open(aside, "rb") as file:
-        start = file.read(256)
-    if b"Checkpoint._from_journal" in start:  # ours, with damaged first bytes
-        return (
-            f"checkpoint {path!r} is damaged in its first bytes, which say what "
-            f"the file is: moved it to {aside!r} without loading it and starting "
-            "afresh"
-        )
-    if b"thread_chunks" in start and b"Checkpoint" in start:
-        return (
-            f"checkpoint {path!r} was written by thread-chunks 1.x (or is a plain "
-            f"pickle of a Checkpoint): moved it to {aside!r} without loading it, "
-            "since loading a pickle runs code from it, and starting afresh. If "
-            f"you trust it, convert it with Checkpoint.load({aside!r}).save("
-            f"{path!r}) before running again, and the run resumes from it"
-        )
-    return (
-        f"checkpoint {path!r} is not a thread-chunks checkpoint: moved it to "
-        f"{aside!r} without loading it and starting afresh"
-    )
-
-
-def create_journal(path: str, checkpoint: Checkpoint) -> Journal:
-    """Replace ``path`` atomically by a new journal whose header is ``checkpoint``."""
-    return Journal.create(
-        path, Checkpoint.file_opening(), checkpoint.summary(), checkpoint
+def _refuse_old(path: str, start: bytes) -> None:
+    """Refuse a checkpoint of an earlier format before any call, untouched."""
+    if start.startswith(OPENING_1):
+        written_by = "a development version of thread-chunks 2.0 (format 1)"
+    elif b"thread_chunks" in start and b"Checkpoint" in start:
+        written_by = "thread-chunks 1.x (or is a plain pickle of a Checkpoint)"
+    else:
+        return
+    raise ValueError(
+        f"checkpoint {path!r} was written by {written_by}, which this version "
+        "does not resume as it is: its results would be computed again. It is "
+        f"left as it is. If you trust it (loading it runs code from it), convert "
+        f"it with: thread-chunks convert {path}  -- or delete it, or pass another "
+        "path="
     )
