@@ -1,10 +1,11 @@
-"""The checkpoint file: appended records, torn tails, finishing, group commit."""
+"""The checkpoint file: appended commits, torn tails, finishing, group commit."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import pickle
+import struct
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from saveable_objects import SaveableObject
 
 from thread_chunks import Checkpoint, CheckpointFailedWarning, chunk
-from thread_chunks._journal import Journal
+from thread_chunks._journal import Journal, new_key, write_file
 
 N = 8
 
@@ -24,12 +25,12 @@ N = 8
 def build_journal(path: Path) -> list[tuple[int, set[int]]]:
     """Write a journal record by record; return (file size, saved calls) after each."""
     header = Checkpoint("f", [[i] for i in range(N)])
-    opening = Checkpoint.file_opening()
-    journal = Journal.create(str(path), opening, header.summary(), header)
+    journal = write_file(str(path), header.summary(), new_key(), (), header.parameters)
+    assert journal is not None
     sizes: list[tuple[int, set[int]]] = [(path.stat().st_size, set())]
     saved: set[int] = set()
     for batch in ([0, 1], [2], [3, 4, 5], [6]):
-        journal.append(batch, [f"result {i}" * (i + 1) for i in batch])
+        journal.append([(i, f"result {i}" * (i + 1)) for i in batch])
         saved |= set(batch)
         sizes.append((path.stat().st_size, set(saved)))
     journal.close()
@@ -92,14 +93,16 @@ def test_a_damaged_last_record_is_ignored(
     start, end = sizes[-2][0], sizes[-1][0]
     data[start + int(position * (end - start))] ^= flip
     path.write_bytes(bytes(data))
-    assert saved_calls(Checkpoint.load(path)) == sizes[-2][1]
+    # The damage costs at most the results of the frames it touches.
+    assert sizes[-2][1] <= saved_calls(Checkpoint.load(path)) <= sizes[-1][1]
 
 
 def test_a_resumed_run_appends_after_the_valid_prefix(tmp_path: Path) -> None:
     path = tmp_path / "journal.pkl"
     sizes = build_journal(path)
     data = path.read_bytes()
-    path.write_bytes(data[: sizes[-1][0] - 3])  # the last record is torn
+    (commit,) = struct.unpack_from("<I", data, len(data) - 4)  # the last C frame
+    path.write_bytes(data[: sizes[-1][0] - commit - 3])  # the last result is torn
     calls: list[int] = []
 
     def f(i: int) -> str:
@@ -113,15 +116,22 @@ def test_a_resumed_run_appends_after_the_valid_prefix(tmp_path: Path) -> None:
     assert Checkpoint.load(path).output == out
 
 
-def test_finished_file_is_a_plain_pickle_then_the_arguments(tmp_path: Path) -> None:
+def test_finished_file_is_one_plain_pickle_holding_the_parameters_once(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "checkpoint.pkl"
-    out = chunk(divmod, [[7, 2], [9, 4]], progress_bar=False, path=path)
+    parameters = [[b"a parameter" * 1000, 2], [b"another" * 1000, 4]]
+    out = chunk(divmod_len, parameters, progress_bar=False, path=path)
     with open(path, "rb") as file:
         checkpoint = pickle.load(file)
-        arguments = pickle.load(file)
-        assert file.read() == b""
+        assert file.read() == b""  # nothing follows: no second copy of anything
     assert checkpoint.output == out
-    assert arguments == {"func_name": "divmod", "parameters": [[7, 2], [9, 4]]}
+    assert checkpoint.parameters == parameters
+    assert path.read_bytes().count(b"a parameter" * 1000) == 1
+
+
+def divmod_len(data: bytes, n: int) -> tuple[int, int]:
+    return divmod(len(data), n)
 
 
 def test_resumed_and_refinished_file_still_loads_with_saveable_objects(
@@ -134,7 +144,7 @@ def test_resumed_and_refinished_file_still_loads_with_saveable_objects(
     assert plain.output == [1, 2]
 
 
-def test_a_plain_pickled_checkpoint_is_not_loaded_but_can_be_converted(
+def test_a_plain_pickled_checkpoint_is_refused_but_can_be_converted(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "checkpoint.pkl"
@@ -147,12 +157,10 @@ def test_a_plain_pickled_checkpoint_is_not_loaded_but_can_be_converted(
         return abs(x)
 
     absolute.__qualname__ = "abs"
-    with pytest.warns(CheckpointFailedWarning, match=r"convert it with Checkpoint"):
-        assert chunk(absolute, [[-1], [-2]], progress_bar=False, path=path) == [1, 2]
-    assert calls == [-1, -2]  # not resumed: the file was moved aside unread
-    aside = tmp_path / "checkpoint.pkl.unreadable"
-    Checkpoint.load(aside).save(str(path))  # the conversion the warning shows
-    calls.clear()
+    with pytest.raises(ValueError, match=r"convert it with: thread-chunks convert"):
+        chunk(absolute, [[-1], [-2]], progress_bar=False, path=path)
+    assert calls == []  # refused before any call, the file left as it is
+    Checkpoint.load(path).save(str(path))  # the conversion, in Python
     assert chunk(absolute, [[-1], [-2]], progress_bar=False, path=path) == [1, 2]
     assert calls == [-2]
     assert Checkpoint.load(path).output == [1, 2]
@@ -178,11 +186,11 @@ def test_workers_never_wait_for_the_disk(
     writes: list[list[int]] = []
     append = Journal.append
 
-    def slow_append(self: Journal, indices: Any, results: Any) -> Any:
-        writes.append(list(indices))
+    def slow_append(self: Journal, pairs: Any, before: Any = None) -> Any:
+        writes.append([i for i, _ in pairs])
         stuck.set()
         assert disk.wait(timeout=10), "the disk was never released"
-        return append(self, indices, results)
+        return append(self, pairs, before)
 
     monkeypatch.setattr(Journal, "append", slow_append)
     n = 30
@@ -211,9 +219,9 @@ def test_checkpoint_every_spaces_the_writes(
     times: list[float] = []
     append = Journal.append
 
-    def timed(self: Journal, indices: Any, results: Any) -> Any:
+    def timed(self: Journal, pairs: Any, before: Any = None) -> Any:
         times.append(time.monotonic())
-        return append(self, indices, results)
+        return append(self, pairs, before)
 
     def f(i: int) -> int:
         threading.Event().wait(0.01)  # the run lasts at least one second
@@ -237,15 +245,14 @@ def test_checkpoint_every_spaces_the_writes(
 def test_write_errors_warn_keep_results_and_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from thread_chunks import CheckpointFailedWarning
 
     append = Journal.append
     failures = [OSError(28, "No space left on device")]
 
-    def full_disk(self: Journal, indices: Any, results: Any) -> Any:
+    def full_disk(self: Journal, pairs: Any, before: Any = None) -> Any:
         if failures:
             raise failures.pop()
-        return append(self, indices, results)
+        return append(self, pairs, before)
 
     monkeypatch.setattr(Journal, "append", full_disk)
     path = tmp_path / "checkpoint.pkl"
@@ -270,18 +277,27 @@ PLAIN = [0, -1, 2**70, -(2**70), True, False, None, 0.0, -0.0, float("nan"),
 @given(st.lists(st.one_of(st.integers(), st.floats(), st.text(), st.binary(),
                           st.booleans(), st.none()), max_size=20))  # fmt: skip
 @settings(max_examples=50, deadline=None)
-def test_plain_frames_are_byte_for_byte_the_framed_pickles(results: list[Any]) -> None:
+def test_plain_groups_are_byte_for_byte_the_framed_pickles(results: list[Any]) -> None:
+    """The C-loop frames of plain results are those the general path writes,
+    after the ``G`` frame that lists their lengths."""
     import tempfile
 
-    from thread_chunks._pickling import META, Appender, plain_frames
+    from thread_chunks._pickling import INDEX, FrameWriter, decode_group, plain_group
 
     results = PLAIN + results
     indices = list(range(len(results)))
+    seed = 12345
     with tempfile.TemporaryFile() as file:
-        appender = Appender(file.fileno(), 0)
+        writer = FrameWriter(file.fileno(), 0, seed)
         for i, result in zip(indices, results, strict=True):
-            appender.frame(result, META.pack(i, 12.5))
-        appender.flush()
+            writer.pickled(b"R", result, INDEX.pack(i))
+        writer.flush()
         file.seek(0)
         one_by_one = file.read()
-    assert plain_frames(indices, results, 12.5) == one_by_one
+    group = plain_group(indices, results, seed)
+    assert group.endswith(one_by_one)
+    table_frame = group[: len(group) - len(one_by_one)]
+    decoded = decode_group(one_by_one, table_frame[14:], seed)
+    assert decoded is not None
+    assert decoded[0] == indices
+    assert list(map(pickle.dumps, decoded[1])) == list(map(pickle.dumps, results))
