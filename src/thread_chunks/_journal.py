@@ -53,9 +53,11 @@ from ._pickling import (
     dumps,
     failure_key,
     frame,
+    group_size,
     is_failure_key,
     key_check,
     plain_group,
+    result_seed,
     write_at,
 )
 
@@ -90,6 +92,7 @@ _KEY = struct.Struct("<H16s")  # the format's version, the file's key
 TAIL = pickle.TUPLE + pickle.REDUCE + pickle.STOP
 _COMMIT_SIZE = struct.Struct("<I")  # ends a C frame's body: the frame's size
 _HISTORY = 20  # commits kept in each C frame, for the rate
+_BELOW_2_32 = 0xFFFFFFFF
 
 LONGEST_SIBLING = 22
 """How many characters the longest file kept beside a checkpoint (a temporary
@@ -300,13 +303,13 @@ class Journal:
             if not pairs:
                 return []
             indices, results = zip(*pairs, strict=True)
-        if set(map(type, results)) <= PLAIN_TYPES:
+        if set(map(type, results)) <= PLAIN_TYPES and max(indices) <= _BELOW_2_32:
             writer.raw(plain_group(indices, results, self._seed))  # C loops only
             return []
         unpicklable: list[int] = []
         for i, result in pairs:
             try:
-                writer.pickled(b"R", result, INDEX.pack(i))
+                writer.result(i, result)
             except Exception:
                 if writer.io_error:
                     raise
@@ -549,7 +552,7 @@ def _walk(
         kind, body, end = found
         _intact(contents, position, end)
         if kind == b"G":
-            group_end = _read_group(file, contents, body, end, size, seed, load)
+            group_end = _read_group(file, contents, body, end, size, load)
             if group_end is not None:
                 _intact(contents, end, group_end)
                 end = group_end
@@ -569,8 +572,9 @@ def _walk(
             contents.last_commit = json.loads(bytes(body[: -_COMMIT_SIZE.size]))
         position = end
     contents.end = position
-    for i in contents.results:  # a call that failed once, then succeeded
-        contents.failures.pop(i, None)
+    if contents.failures:
+        for i in contents.results:  # a call that failed once, then succeeded
+            contents.failures.pop(i, None)
 
 
 def _intact(contents: Contents, start: int, end: int) -> None:
@@ -584,17 +588,25 @@ def _intact(contents: Contents, start: int, end: int) -> None:
 def _frame_at(
     file: IO[bytes], position: int, size: int, seed: int
 ) -> tuple[bytes, memoryview, int] | None:
-    """The kind, body and end of the intact frame at ``position``, or ``None``."""
+    """The kind, body and end of the intact frame at ``position``, or ``None``.
+
+    Its check must hold with this file's key: nothing else counts as a frame.
+    """
     head = _read_head(file, position, size)
-    if head is None or head[0] not in b"GRFC" or len(head[0]) != 1:
+    if head is None or len(head[0]) != 1 or head[0] not in b"GRFC":
         return None
     kind, end, check = head
     if end - position > 1 << 31 and kind != b"R":
         return None
     body = memoryview(file.read(end - position - HEAD.size))
-    if zlib.crc32(body, zlib.crc32(kind, seed)) != check:
-        return None
-    return kind, body, end
+    if kind == b"R":
+        if len(body) < INDEX.size:
+            return None
+        (index,) = INDEX.unpack_from(body)
+        computed = zlib.crc32(body[INDEX.size :], result_seed(seed, index))
+    else:
+        computed = zlib.crc32(body, zlib.crc32(kind, seed))
+    return (kind, body, end) if computed == check else None
 
 
 def _read_group(
@@ -603,19 +615,17 @@ def _read_group(
     table: memoryview,
     start: int,
     size: int,
-    seed: int,
     load: bool,
 ) -> int | None:
     """Read the results a ``G`` frame lists at C speed; return where they end.
 
-    ``None`` if any of them is damaged: they are then read one by one.
+    ``None`` if their bytes are not intact: they are then read one by one.
     """
-    lengths: tuple[int, ...] = struct.unpack(f"<{len(table) // 8}Q", table)
-    end: int = start + sum(lengths) + 9 * len(lengths)
+    end = start + group_size(table)
     if end > size:
         return None
     file.seek(start)
-    decoded = decode_group(file.read(end - start), table, seed, load)
+    decoded = decode_group(file.read(end - start), table, load)
     if decoded is None:
         return None
     indices, results = decoded
