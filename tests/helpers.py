@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Unpack
 
 import pytest
 
 from thread_chunks import chunk
+from thread_chunks._options import OptionsDict
+
+
+class RunChunk(Protocol):
+    """A way to run a call of thread-chunks: ``chunk``, or ``achunk`` on a backend.
+
+    It takes what :func:`chunk` takes, the options by keyword, and returns the
+    outputs; see the ``run_chunk`` fixture.
+    """
+
+    def __call__(
+        self,
+        func: Callable[..., Any] | None,
+        parameters: Iterable[Sequence[Any]],
+        /,
+        **options: Unpack[OptionsDict],
+    ) -> list[Any]: ...
 
 
 class Spy:
@@ -56,8 +74,13 @@ class Counted:
         return self.func(*args)
 
 
-def interrupted_run(path: Path, params: list[Any], fail_at: int) -> None:
-    """Run ``f`` over ``params`` and crash at call ``fail_at`` (chunk_size 1)."""
+def interrupted_run(
+    path: Path, params: list[Any], fail_at: int, run: RunChunk = chunk
+) -> None:
+    """Run ``f`` over ``params`` and crash at call ``fail_at`` (chunk_size 1).
+
+    ``run`` runs it: :func:`chunk` by default, or a ``run_chunk`` fixture's runner.
+    """
 
     def f(x: Any, y: Any) -> Any:
         if [x, y] == params[fail_at]:
@@ -66,4 +89,4 @@ def interrupted_run(path: Path, params: list[Any], fail_at: int) -> None:
 
     f.__qualname__ = "f"
     with pytest.raises(RuntimeError, match="crash"):
-        chunk(f, params, chunk_size=1, progress_bar=False, path=path)
+        run(f, params, chunk_size=1, progress_bar=False, path=path)

@@ -17,6 +17,14 @@ from thread_chunks import Checkpoint
 
 CHILD = Path(__file__).with_name("child.py")
 
+RUNNERS = ["chunk", "asyncio", "trio"]
+"""How ``child.py`` runs: with ``chunk``, or ``achunk`` on that anyio backend."""
+
+
+def seeds_and_runners(n: int) -> list[tuple[int, str]]:
+    """``n`` seeds, each with a runner in turn: every runner, without n * 3 runs."""
+    return [(seed, RUNNERS[seed % len(RUNNERS)]) for seed in range(n)]
+
 
 class Child:
     """One run of ``child.py`` and the log it writes."""
@@ -72,14 +80,14 @@ class Child:
         self.finish()
 
 
-def check_resume(tmp_path: Path, first: Child, n: int) -> None:
+def check_resume(tmp_path: Path, first: Child, n: int, runner: str = "chunk") -> None:
     """The checkpoint left by ``first`` loads and a rerun repeats nothing saved."""
     committed = set(first.lines("committed"))
     checkpoint = Checkpoint.load(first.path)
     saved = {i for i, done in enumerate(checkpoint.completed) if done}
     assert committed <= saved, "a committed result is missing after the kill"
     assert all(checkpoint.output[i] == i * i for i in saved)
-    rerun = Child(tmp_path, n, 2, 0.0, log_name="rerun.txt")
+    rerun = Child(tmp_path, n, 2, 0.0, log_name="rerun.txt", runner=runner)
     assert rerun.finish()[0] == 0
     repeated = set(rerun.lines("start"))
     assert not repeated & saved, "a saved call ran again"
@@ -88,19 +96,20 @@ def check_resume(tmp_path: Path, first: Child, n: int) -> None:
     assert final.output == [i * i for i in range(n)]
 
 
-@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize(("seed", "runner"), seeds_and_runners(30))
 def test_sigkill_at_a_random_instant_loses_no_committed_result(
-    tmp_path: Path, seed: int
+    tmp_path: Path, seed: int, runner: str
 ) -> None:
     rng = random.Random(seed)
     n = 20_000  # tiny calls run fast: enough that the kill comes mid-run
-    child = Child(tmp_path, n, chunk_size=2, delay=rng.choice([0.0, 0.001, 0.005]))
+    delay = rng.choice([0.0, 0.001, 0.005])
+    child = Child(tmp_path, n, chunk_size=2, delay=delay, runner=runner)
     child.wait_for("done", rng.randrange(1, 100))
     time.sleep(rng.uniform(0, 0.005))  # a random instant, not a synchronisation
     child.process.send_signal(signal.SIGKILL)
     assert child.finish()[0] == -signal.SIGKILL
     assert "finished" not in child.log.read_text(), "killed too late to test"
-    check_resume(tmp_path, child, n)
+    check_resume(tmp_path, child, n, runner)
 
 
 @pytest.mark.parametrize("runner", ["chunk", "asyncio", "trio", "iter"])
@@ -184,17 +193,18 @@ def wait_until(
         time.sleep(0.001)
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize(("seed", "runner"), seeds_and_runners(10))
 def test_sigkill_while_replacing_a_checkpoint_leaves_the_old_or_the_new(
-    tmp_path: Path, seed: int
+    tmp_path: Path, seed: int, runner: str
 ) -> None:
     rng = random.Random(seed)
     n = 40
-    old = Child(tmp_path, n, chunk_size=2, delay=0.0)
+    old = Child(tmp_path, n, chunk_size=2, delay=0.0, runner=runner)
     assert old.finish()[0] == 0
     # Other parameters (each padded with 4 MB): the checkpoint is replaced by a
     # new 160 MB file, written aside and renamed over the old one.
-    new = Child(tmp_path, n, chunk_size=2, delay=0.0, log_name="new.txt", pad=4 << 20)
+    new = Child(tmp_path, n, chunk_size=2, delay=0.0, log_name="new.txt",
+                pad=4 << 20, runner=runner)  # fmt: skip
 
     def temporary_files() -> list[Path]:
         return list(tmp_path.glob(".checkpoint.pkl.*.tmp"))
@@ -209,7 +219,8 @@ def test_sigkill_while_replacing_a_checkpoint_leaves_the_old_or_the_new(
         assert all(len(p[1]) == 4 << 20 for p in checkpoint.parameters)
         saved = [i for i, done in enumerate(checkpoint.completed) if done]
         assert all(checkpoint.output[i] == i * i for i in saved)
-    rerun = Child(tmp_path, n, chunk_size=2, delay=0.0, log_name="rerun.txt")
+    rerun = Child(tmp_path, n, chunk_size=2, delay=0.0, log_name="rerun.txt",
+                  runner=runner)  # fmt: skip
     assert rerun.finish()[0] == 0
     assert temporary_files() == []
 

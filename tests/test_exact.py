@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import RunChunk
 from thread_chunks import Checkpoint, CheckpointFailedWarning, chunk
 
 SCRIPT_HEAD = """
@@ -155,12 +156,12 @@ def flaky_body(x: int) -> Any:
 
 
 def test_a_result_whose_pickling_raises_oserror_is_no_disk_error(
-    tmp_path: Path,
+    tmp_path: Path, run_chunk: RunChunk
 ) -> None:
     path = tmp_path / "ck.pkl"
     with pytest.warns(CheckpointFailedWarning, match="call 3 cannot be pickled"):
-        out = chunk(flaky_body, [[x] for x in range(30)], chunk_size=1,
-                    progress_bar=False, path=path)  # fmt: skip
+        out = run_chunk(flaky_body, [[x] for x in range(30)], chunk_size=1,
+                        progress_bar=False, path=path)  # fmt: skip
     assert isinstance(out[3], HalfRead)
     checkpoint = Checkpoint.load(path)
     assert checkpoint.done == 29

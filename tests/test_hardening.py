@@ -16,6 +16,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from tests.helpers import RunChunk
 from thread_chunks import Checkpoint, Chunker, achunk, chunk
 
 
@@ -145,7 +146,9 @@ def test_checkpoint_every_rejects_infinity_and_nan(value: float) -> None:
         chunk(abs, [[1]], checkpoint_every=value)
 
 
-def test_a_warning_turned_error_releases_the_checkpoint_first(tmp_path: Path) -> None:
+def test_a_warning_turned_error_releases_the_checkpoint_first(
+    tmp_path: Path, run_chunk: RunChunk
+) -> None:
     import warnings
 
     from thread_chunks import CheckpointFailedWarning
@@ -154,9 +157,9 @@ def test_a_warning_turned_error_releases_the_checkpoint_first(tmp_path: Path) ->
     with warnings.catch_warnings():
         warnings.simplefilter("error", CheckpointFailedWarning)
         with pytest.raises(CheckpointFailedWarning) as info:
-            chunk(lambda i: threading.Lock(), [[0]], progress_bar=False, path=path)
+            run_chunk(lambda i: threading.Lock(), [[0]], progress_bar=False, path=path)
     kept = info.value  # like Jupyter, keep the exception (and its frames) alive
-    assert chunk(abs, [[-1]], progress_bar=False, path=path) == [1]  # not locked
+    assert run_chunk(abs, [[-1]], progress_bar=False, path=path) == [1]  # unlocked
     del kept
 
 
@@ -245,14 +248,16 @@ def test_neighbouring_checkpoints_run_at_once(tmp_path: Path) -> None:
     assert results == {name: [1, 2] for name in names}
 
 
-def test_a_replaced_checkpoint_is_kept_as_previous(tmp_path: Path) -> None:
+def test_a_replaced_checkpoint_is_kept_as_previous(
+    tmp_path: Path, run_chunk: RunChunk
+) -> None:
     path = tmp_path / "ck.pkl"
-    chunk(abs, [[-1], [-2]], progress_bar=False, path=path)
-    chunk(abs, [[-3]], progress_bar=False, path=path)  # other parameters
+    run_chunk(abs, [[-1], [-2]], progress_bar=False, path=path)
+    run_chunk(abs, [[-3]], progress_bar=False, path=path)  # other parameters
     assert Checkpoint.load(path).output == [3]
     previous = Checkpoint.load(tmp_path / "ck.pkl.previous")
     assert previous.output == [1, 2]
-    chunk(abs, [[-4]], progress_bar=False, path=path)
+    run_chunk(abs, [[-4]], progress_bar=False, path=path)
     assert Checkpoint.load(tmp_path / "ck.pkl.previous").output == [3]  # one kept
 
 
@@ -343,7 +348,9 @@ def test_a_bit_flipped_anywhere_costs_at_most_the_damaged_result(
         assert Checkpoint.load(path).output == out  # repaired
 
 
-def test_damage_in_the_middle_keeps_the_results_on_both_sides(tmp_path: Path) -> None:
+def test_damage_in_the_middle_keeps_the_results_on_both_sides(
+    tmp_path: Path, run_chunk: RunChunk
+) -> None:
     from thread_chunks import CheckpointFailedWarning
 
     path = tmp_path / "ck.pkl"
@@ -355,12 +362,24 @@ def test_damage_in_the_middle_keeps_the_results_on_both_sides(tmp_path: Path) ->
     checkpoint = Checkpoint.load(path)  # reads past the damage
     assert checkpoint.done == 9
     assert checkpoint.completed[9]  # after the damage
+    calls: list[int] = []
+
+    def counted(i: int) -> str:
+        calls.append(i)
+        return str(i)
+
+    counted.__qualname__, counted.__module__ = "str", "builtins"
     with pytest.warns(CheckpointFailedWarning, match=r"is damaged: .* recovered the 9"):
-        chunk(str, [[i] for i in range(10)], progress_bar=False, path=path)
+        out = run_chunk(
+            counted, [[i] for i in range(10)], progress_bar=False, path=path
+        )
+    assert out == [str(i) for i in range(10)]
+    assert len(calls) == 1  # only the damaged result is computed again
+    assert Checkpoint.load(path).output == out  # repaired
     assert (tmp_path / "ck.pkl.damaged").exists()
 
 
-def test_a_damaged_header_is_named_as_such(tmp_path: Path) -> None:
+def test_a_damaged_header_is_named_as_such(tmp_path: Path, run_chunk: RunChunk) -> None:
     from thread_chunks import CheckpointFailedWarning
 
     path = tmp_path / "ck.pkl"
@@ -370,10 +389,13 @@ def test_a_damaged_header_is_named_as_such(tmp_path: Path) -> None:
     data[header + 30] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.warns(CheckpointFailedWarning, match=r"header .* fails its checksum"):
-        chunk(str, [[i] for i in range(3)], progress_bar=False, path=path)
+        out = run_chunk(str, [[i] for i in range(3)], progress_bar=False, path=path)
+    assert Checkpoint.load(path).output == out == ["0", "1", "2"]
 
 
-def test_a_directory_deleted_mid_run_is_written_again(tmp_path: Path) -> None:
+def test_a_directory_deleted_mid_run_is_written_again(
+    tmp_path: Path, run_chunk: RunChunk
+) -> None:
     import shutil
 
     from thread_chunks import CheckpointFailedWarning
@@ -402,8 +424,8 @@ def test_a_directory_deleted_mid_run_is_written_again(tmp_path: Path) -> None:
     _journal.Journal.append = noticed  # type: ignore[method-assign]
     try:
         with pytest.warns(CheckpointFailedWarning, match="was deleted during the run"):
-            out = chunk(f, [[i] for i in range(6)], chunk_size=1, progress_bar=False,
-                        path=path)  # fmt: skip
+            out = run_chunk(f, [[i] for i in range(6)], chunk_size=1,
+                            progress_bar=False, path=path)  # fmt: skip
     finally:
         _journal.Journal.append = append  # type: ignore[method-assign]
     assert deleted.is_set()
@@ -447,7 +469,9 @@ def small_disk(tmp_path: Path) -> Any:
     subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_a_disk_that_fills_up_loses_no_result(small_disk: Path) -> None:
+def test_a_disk_that_fills_up_loses_no_result(
+    small_disk: Path, run_chunk: RunChunk
+) -> None:
     from thread_chunks import CheckpointFailedWarning
 
     def blob(i: int) -> bytes:
@@ -455,8 +479,8 @@ def test_a_disk_that_fills_up_loses_no_result(small_disk: Path) -> None:
 
     parameters = [[i] for i in range(40)]
     with pytest.warns(CheckpointFailedWarning, match="could not write checkpoint"):
-        out = chunk(blob, parameters, chunk_size=1, progress_bar=False,
-                    path=small_disk / "ck.pkl")  # fmt: skip
+        out = run_chunk(blob, parameters, chunk_size=1, progress_bar=False,
+                        path=small_disk / "ck.pkl")  # fmt: skip
     assert out == [blob(i) for i in range(40)]  # every result is returned
     saved = Checkpoint.load(small_disk / "ck.pkl")
     assert 0 < saved.done < 40

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from saveable_objects import SaveableObject
 
+from tests.helpers import RunChunk
 from thread_chunks import Checkpoint, CheckpointFailedWarning, chunk
 from thread_chunks._journal import Journal, new_key, write_file
 
@@ -97,7 +98,9 @@ def test_a_damaged_last_record_is_ignored(
     assert sizes[-2][1] <= saved_calls(Checkpoint.load(path)) <= sizes[-1][1]
 
 
-def test_a_resumed_run_appends_after_the_valid_prefix(tmp_path: Path) -> None:
+def test_a_resumed_run_appends_after_the_valid_prefix(
+    tmp_path: Path, run_chunk: RunChunk
+) -> None:
     path = tmp_path / "journal.pkl"
     sizes = build_journal(path)
     data = path.read_bytes()
@@ -110,7 +113,7 @@ def test_a_resumed_run_appends_after_the_valid_prefix(tmp_path: Path) -> None:
         return f"result {i}" * (i + 1)
 
     f.__qualname__ = "f"
-    out = chunk(f, [[i] for i in range(N)], progress_bar=False, path=path)
+    out = run_chunk(f, [[i] for i in range(N)], progress_bar=False, path=path)
     assert sorted(calls) == [6, 7]
     assert out == [f"result {i}" * (i + 1) for i in range(N)]
     assert Checkpoint.load(path).output == out
@@ -179,7 +182,7 @@ def test_save_writes_atomically_and_leaves_no_temporary_files(tmp_path: Path) ->
 
 
 def test_workers_never_wait_for_the_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_chunk: RunChunk
 ) -> None:
     disk = threading.Event()
     stuck = threading.Event()
@@ -205,15 +208,20 @@ def test_workers_never_wait_for_the_disk(
         return i
 
     path = tmp_path / "checkpoint.pkl"
-    out = chunk(f, [[i] for i in range(n)], chunk_size=1, progress_bar=False, path=path)
+    out = run_chunk(
+        f, [[i] for i in range(n)], chunk_size=1, progress_bar=False, path=path
+    )
     assert out == list(range(n))
     assert len(writes) >= 2  # the results queued meanwhile went in later writes
     assert sorted(i for batch in writes for i in batch) == list(range(n))
     assert Checkpoint.load(path).output == out
 
 
+@pytest.mark.parametrize(  # a second long run: asyncio's timing is chunk's
+    "run_chunk", ["chunk", "achunk-trio"], indirect=True
+)
 def test_checkpoint_every_spaces_the_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_chunk: RunChunk
 ) -> None:
     every = 0.25
     times: list[float] = []
@@ -230,7 +238,7 @@ def test_checkpoint_every_spaces_the_writes(
     monkeypatch.setattr(Journal, "append", timed)
     path = tmp_path / "checkpoint.pkl"
     parameters = [[i] for i in range(100)]
-    out = chunk(
+    out = run_chunk(
         f, parameters, chunk_size=1, progress_bar=False, path=path,
         checkpoint_every=every,
     )  # fmt: skip
@@ -243,7 +251,7 @@ def test_checkpoint_every_spaces_the_writes(
 
 
 def test_write_errors_warn_keep_results_and_retry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_chunk: RunChunk
 ) -> None:
 
     append = Journal.append
@@ -257,7 +265,7 @@ def test_write_errors_warn_keep_results_and_retry(
     monkeypatch.setattr(Journal, "append", full_disk)
     path = tmp_path / "checkpoint.pkl"
     with pytest.warns(CheckpointFailedWarning, match="No space left on device"):
-        out = chunk(abs, [[-i] for i in range(10)], progress_bar=False, path=path)
+        out = run_chunk(abs, [[-i] for i in range(10)], progress_bar=False, path=path)
     assert out == list(range(10))
     assert Checkpoint.load(path).output == out  # retried and saved in the end
 

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from tests import engines
-from tests.helpers import Spy
+from tests.helpers import RunChunk, Spy
 from thread_chunks import Checkpoint, achunk, achunk_iter, chunk, chunk_iter
 
 
@@ -25,11 +25,12 @@ def fails_at_3(x: int) -> int:
 PARAMS = [[x] for x in range(20)]
 
 
-@pytest.mark.anyio
-async def test_defer_runs_every_call_then_raises_a_group(tmp_path: Path) -> None:
+def test_defer_runs_every_call_then_raises_a_group(
+    tmp_path: Path, run_chunk: RunChunk
+) -> None:
     path = tmp_path / "ck.pkl"
     with pytest.raises(ExceptionGroup) as info:
-        await achunk(fails_at_3, PARAMS, errors="defer", progress_bar=False, path=path)
+        run_chunk(fails_at_3, PARAMS, errors="defer", progress_bar=False, path=path)
     group = info.value
     assert str(group).startswith("1 of 20 calls failed")
     (exc,) = group.exceptions
@@ -57,10 +58,12 @@ def test_except_star_catches_the_deferred_failures() -> None:
     assert [str(e) for e in caught] == ["bad input 3"]
 
 
-def test_a_rerun_after_defer_computes_exactly_the_failed_call(tmp_path: Path) -> None:
+def test_a_rerun_after_defer_computes_exactly_the_failed_call(
+    tmp_path: Path, run_chunk: RunChunk
+) -> None:
     path = tmp_path / "ck.pkl"
     with pytest.raises(ExceptionGroup):
-        chunk(fails_at_3, PARAMS, errors="defer", progress_bar=False, path=path)
+        run_chunk(fails_at_3, PARAMS, errors="defer", progress_bar=False, path=path)
     calls: list[int] = []
 
     def fixed(x: int) -> int:
@@ -68,17 +71,18 @@ def test_a_rerun_after_defer_computes_exactly_the_failed_call(tmp_path: Path) ->
         return x * 10
 
     fixed.__qualname__ = fails_at_3.__qualname__
-    out = chunk(fixed, PARAMS, errors="defer", progress_bar=False, path=path)
+    out = run_chunk(fixed, PARAMS, errors="defer", progress_bar=False, path=path)
     assert out == [x * 10 for x in range(20)]
     assert calls == [3]
     assert Checkpoint.load(path).failures == {}  # kept until the call succeeds
 
 
-@pytest.mark.anyio
-async def test_return_puts_each_exception_in_its_place(tmp_path: Path) -> None:
+def test_return_puts_each_exception_in_its_place(
+    tmp_path: Path, run_chunk: RunChunk
+) -> None:
     path = tmp_path / "ck.pkl"
-    out = await achunk(fails_at_3, PARAMS, errors="return", progress_bar=False,
-                       path=path)  # fmt: skip
+    out = run_chunk(fails_at_3, PARAMS, errors="return", progress_bar=False,
+                    path=path)  # fmt: skip
     assert isinstance(out[3], ValueError)
     assert out[:3] + out[4:] == [x * 10 for x in range(20) if x != 3]
     checkpoint = Checkpoint.load(path)
@@ -86,10 +90,12 @@ async def test_return_puts_each_exception_in_its_place(tmp_path: Path) -> None:
     assert list(checkpoint.failures) == [3]
 
 
-def test_raise_stays_the_default_and_records_the_failure(tmp_path: Path) -> None:
+def test_raise_stays_the_default_and_records_the_failure(
+    tmp_path: Path, run_chunk: RunChunk
+) -> None:
     path = tmp_path / "ck.pkl"
     with pytest.raises(ValueError, match="bad input 3"):
-        chunk(fails_at_3, PARAMS, chunk_size=1, progress_bar=False, path=path)
+        run_chunk(fails_at_3, PARAMS, chunk_size=1, progress_bar=False, path=path)
     checkpoint = Checkpoint.load(path)
     assert checkpoint.completed[:3] == [True] * 3
     assert checkpoint.done == 3
@@ -123,27 +129,27 @@ class Flaky:
         return x
 
 
-def test_retries_try_a_flaky_call_again() -> None:
+def test_retries_try_a_flaky_call_again(run_chunk: RunChunk) -> None:
     flaky = Flaky(failures=2)
-    out = chunk(flaky, [[x] for x in range(4)], retries=2, retry_delay=0,
-                progress_bar=False)  # fmt: skip
+    out = run_chunk(flaky, [[x] for x in range(4)], retries=2, retry_delay=0,
+                    progress_bar=False)  # fmt: skip
     assert out == [0, 1, 2, 3]
     assert flaky.attempts == {0: 3, 1: 3, 2: 3, 3: 3}
 
 
 def test_a_call_that_always_fails_is_tried_retries_plus_one_times(
-    tmp_path: Path,
+    tmp_path: Path, run_chunk: RunChunk
 ) -> None:
     flaky = Flaky(failures=100)
     path = tmp_path / "ck.pkl"
-    out = chunk(flaky, [[0], [1]], retries=3, retry_delay=0, errors="return",
-                progress_bar=False, path=path)  # fmt: skip
+    out = run_chunk(flaky, [[0], [1]], retries=3, retry_delay=0, errors="return",
+                    progress_bar=False, path=path)  # fmt: skip
     assert [str(e) for e in out] == ["attempt 4 of 0", "attempt 4 of 1"]
     assert flaky.attempts == {0: 4, 1: 4}
     assert Checkpoint.load(path).failures[0].attempts == 4
 
 
-def test_retries_never_run_more_than_chunk_size_calls() -> None:
+def test_retries_never_run_more_than_chunk_size_calls(run_chunk: RunChunk) -> None:
     spy = Spy()
 
     def sometimes(x: int) -> int:
@@ -153,8 +159,8 @@ def test_retries_never_run_more_than_chunk_size_calls() -> None:
                 raise OSError("flaky")
         return x
 
-    out = chunk(sometimes, [[x] for x in range(12)], chunk_size=3, retries=2,
-                retry_delay=0.001, errors="return", progress_bar=False)  # fmt: skip
+    out = run_chunk(sometimes, [[x] for x in range(12)], chunk_size=3, retries=2,
+                    retry_delay=0.001, errors="return", progress_bar=False)  # fmt: skip
     assert spy.peak <= 3
     assert [x for x in out if isinstance(x, int)] == [0, 2, 4, 6, 8, 10]
 
@@ -286,16 +292,104 @@ async def test_achunk_iter_streams_and_stops_when_left(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_achunk_iter_raises_the_run_error_when_left() -> None:
+async def test_leaving_achunk_iter_early_keeps_every_call_that_started(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ck.pkl"
+    started: list[int] = []
+    running = Spy(open_at=2)  # its gate opens once calls 0 and 1 both run
+    release = threading.Event()
+
+    def f(x: int) -> int:
+        with running:
+            started.append(x)
+            assert release.wait(timeout=10), "leaving did not stop the run"
+        return x * 10
+
+    async def release_the_running_calls() -> None:
+        release.set()
+
+    async with (
+        anyio.create_task_group() as outer,
+        achunk_iter(f, PARAMS[:10], chunk_size=2, progress_bar=False, path=path),
+    ):
+        await anyio.to_thread.run_sync(running.gate.wait, 10)
+        # Runs once the block is being left: leaving must wait for the calls
+        # still running, not abandon them.
+        outer.start_soon(release_the_running_calls)
+    assert sorted(started) == [0, 1]  # no call started once the block was left
+    assert Checkpoint.load(path).results == {0: 0, 1: 10}  # both finished, saved
+
+
+@pytest.mark.anyio
+async def test_achunk_iter_raises_the_run_error_when_left(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
     seen: list[int] = []
+    loop_ended = False
 
     async def drain() -> None:
-        async with achunk_iter(
-            fails_at_3, PARAMS, chunk_size=1, progress_bar=False
-        ) as results:
+        nonlocal loop_ended
+        async with achunk_iter(fails_at_3, PARAMS, chunk_size=1, progress_bar=False,
+                               path=path) as results:  # fmt: skip
             async for i, _ in results:
                 seen.append(i)
+            loop_ended = True  # the loop ends; leaving the block raises
 
-    with pytest.raises(ValueError, match="bad input 3"):
+    with pytest.raises(ValueError, match="bad input 3") as info:
         await drain()
+    assert loop_ended
     assert seen == [0, 1, 2]
+    assert type(info.value) is ValueError  # not an exception group
+    assert info.value.__notes__ == ["raised by call 3: fails_at_3(*parameters[3]) "
+                                    "with parameters[3] = [3]"]  # fmt: skip
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.completed[:4] == [True, True, True, False]
+    assert checkpoint.done == 3
+    assert list(checkpoint.failures) == [3]
+
+
+@pytest.mark.anyio
+async def test_achunk_iter_streams_failures_with_errors_return(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    async with achunk_iter(fails_at_3, PARAMS[:6], chunk_size=2, errors="return",
+                           progress_bar=False, path=path) as results:  # fmt: skip
+        pairs = [pair async for pair in results]
+    assert sorted(i for i, _ in pairs) == list(range(6))  # each call once
+    outcomes = dict(pairs)
+    failed = outcomes.pop(3)
+    assert isinstance(failed, ValueError)
+    assert str(failed) == "bad input 3"
+    assert outcomes == {x: x * 10 for x in range(6) if x != 3}
+    checkpoint = Checkpoint.load(path)
+    assert sorted(checkpoint.results) == [0, 1, 2, 4, 5]
+    assert list(checkpoint.failures) == [3]
+
+
+@pytest.mark.anyio
+async def test_a_resumed_achunk_iter_yields_the_saved_results_first(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ck.pkl"
+    with pytest.raises(ValueError, match="bad input 3"):
+        await achunk(fails_at_3, PARAMS[:6], chunk_size=1, progress_bar=False,
+                     path=path)  # fmt: skip
+    saved_seen = threading.Event()
+    calls: list[int] = []
+
+    def fixed(x: int) -> int:
+        calls.append(x)
+        # No call can complete before the three saved results have been read.
+        assert saved_seen.wait(timeout=10), "the saved results did not come first"
+        return x * 10
+
+    fixed.__qualname__ = fails_at_3.__qualname__
+    pairs = []
+    async with achunk_iter(fixed, PARAMS[:6], chunk_size=2, progress_bar=False,
+                           path=path) as results:  # fmt: skip
+        async for pair in results:
+            pairs.append(pair)
+            if len(pairs) == 3:
+                saved_seen.set()
+    assert pairs[:3] == [(0, 0), (1, 10), (2, 20)]
+    assert sorted(pairs[3:]) == [(3, 30), (4, 40), (5, 50)]
+    assert sorted(calls) == [3, 4, 5]
