@@ -356,8 +356,9 @@ def test_damage_in_the_middle_keeps_the_results_on_both_sides(
     path = tmp_path / "ck.pkl"
     chunk(str, [[i] for i in range(10)], chunk_size=1, progress_bar=False, path=path)
     data = bytearray(path.read_bytes())
-    fifth = [i for i in range(len(data)) if data[i] == 0x8E][5]  # a result frame
-    data[fifth + 20] ^= 0xFF
+    heads = [i for i in range(len(data) - 14) if data[i] == 0x8E]
+    fifth = [i for i in heads if data[i + 13 : i + 14] == b"R"][5]  # a result frame
+    data[fifth + 20] ^= 0xFF  # in its index
     path.write_bytes(bytes(data))
     checkpoint = Checkpoint.load(path)  # reads past the damage
     assert checkpoint.done == 9
@@ -416,12 +417,12 @@ def test_a_directory_deleted_mid_run_is_written_again(
 
     append = _journal.Journal.append
 
-    def noticed(self: Any, indices: Any, results: Any) -> Any:
-        unpicklable = append(self, indices, results)
+    def noticed(self: Any, pairs: Any, before: Any = None) -> Any:
+        unpicklable = append(self, pairs, before)
         first_saved.set()
         return unpicklable
 
-    _journal.Journal.append = noticed  # type: ignore[method-assign]
+    _journal.Journal.append = noticed  # type: ignore[method-assign, assignment]
     try:
         with pytest.warns(CheckpointFailedWarning, match="was deleted during the run"):
             out = run_chunk(f, [[i] for i in range(6)], chunk_size=1,

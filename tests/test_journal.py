@@ -290,7 +290,7 @@ def test_plain_groups_are_byte_for_byte_the_framed_pickles(results: list[Any]) -
     after the ``G`` frame that lists their lengths."""
     import tempfile
 
-    from thread_chunks._pickling import INDEX, FrameWriter, decode_group, plain_group
+    from thread_chunks._pickling import FrameWriter, decode_group, plain_group
 
     results = PLAIN + results
     indices = list(range(len(results)))
@@ -298,14 +298,14 @@ def test_plain_groups_are_byte_for_byte_the_framed_pickles(results: list[Any]) -
     with tempfile.TemporaryFile() as file:
         writer = FrameWriter(file.fileno(), 0, seed)
         for i, result in zip(indices, results, strict=True):
-            writer.pickled(b"R", result, INDEX.pack(i))
+            writer.result(i, result)
         writer.flush()
         file.seek(0)
         one_by_one = file.read()
     group = plain_group(indices, results, seed)
     assert group.endswith(one_by_one)
     table_frame = group[: len(group) - len(one_by_one)]
-    decoded = decode_group(one_by_one, table_frame[14:], seed)
+    decoded = decode_group(one_by_one, table_frame[14:])
     assert decoded is not None
     assert decoded[0] == indices
     assert list(map(pickle.dumps, decoded[1])) == list(map(pickle.dumps, results))

@@ -155,7 +155,7 @@ def result_seed(seed: int, index: int) -> int:
     An ``R`` frame's check is the CRC-32 of its pickle from here: a change of
     the index changes it, with no bytes to hash for it.
     """
-    return (zlib.crc32(b"R", seed) ^ index) & _MASK
+    return (zlib.crc32(b"R", seed) ^ index ^ (index >> 32)) & _MASK
 
 
 def plain_group(indices: Sequence[int], results: Sequence[Any], seed: int) -> bytes:
@@ -173,6 +173,7 @@ def plain_group(indices: Sequence[int], results: Sequence[Any], seed: int) -> by
     seed_r = zlib.crc32(b"R", seed)
     if order and (max(order) > _MASK or min(order) < 0):
         raise ValueError("indices of plain groups must be below 2**32")
+    # As result_seed: the index's high half is 0 here.
     checks = map(zlib.crc32, pickles, map(xor, order, repeat(seed_r)))
     lengths = map(add, sizes, repeat(RESULT.size - 9))
     heads = map(
@@ -370,6 +371,11 @@ def check_payload(payload: bytes | memoryview, seed: int) -> tuple[bytes, memory
         raise DamagedFrame("a checkpoint frame is cut short")
     (check,) = struct.unpack_from("<I", view)
     kind, body = bytes(view[4:5]), view[5:]
-    if zlib.crc32(body, zlib.crc32(kind, seed)) != check:
+    if kind == b"R" and len(body) >= INDEX.size:
+        (index,) = INDEX.unpack_from(body)
+        computed = zlib.crc32(body[INDEX.size :], result_seed(seed, index))
+    else:
+        computed = zlib.crc32(body, zlib.crc32(kind, seed))
+    if computed != check:
         raise DamagedFrame("a checkpoint frame fails its check")
     return kind, body

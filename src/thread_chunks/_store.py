@@ -45,6 +45,7 @@ from ._journal import (
     CheckpointLock,
     Commit,
     Contents,
+    DamagedHeader,
     Journal,
     copy_frames,
     iter_ranges,
@@ -475,6 +476,9 @@ def _resume(
         return None
     checkpoint = old
     checkpoint.parameters = list(parameters)  # the same: keep the caller's
+    n = len(parameters)
+    if contents.results and not 0 <= min(contents.results) <= max(contents.results) < n:
+        raise DamagedHeader(f"results for calls beyond the {n} of the run")
     checkpoint.results = contents.results
     checkpoint.unreadable = contents.unreadable
     checkpoint.failures = {
