@@ -14,18 +14,23 @@ to pages and may be zero on some file systems, so the target uses ``wchar``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from thread_chunks import chunk
+from thread_chunks import chunk, progress
 
 MB = 1 << 20
 
@@ -97,10 +102,164 @@ def plain_loop(func: Callable[[int], Any], n: int, path: Path) -> None:
             os.fsync(file.fileno())
 
 
+def array_sum(array: np.ndarray[Any, Any]) -> float:
+    return float(array.sum())
+
+
+def make_array(i: int, size: int) -> np.ndarray[Any, Any]:
+    return np.random.default_rng(i).random(size // 8)
+
+
+def _rss_by_pid() -> dict[int, int]:
+    """Resident bytes of this process and of every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = {}, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        found[pid] = int(line.split()[1]) * 1024
+        except OSError:
+            continue
+        todo += children.get(pid, [])
+    return found
+
+
+class Sampler(threading.Thread):
+    """Samples the resident memory of this process and its workers, 50 a second."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = 0
+        self.lowest: dict[int, int] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            sizes = _rss_by_pid()
+            self.peak = max(self.peak, sum(sizes.values()))
+            for pid, size in sizes.items():
+                self.lowest[pid] = min(self.lowest.get(pid, size), size)
+
+
+def child_arrays(directory: str, n: int, size: int) -> dict[str, float]:
+    """In a child process: the arrays run; memory above the parameters, file size.
+
+    The workers are a loky pool of two, warmed up first (numpy imported), so
+    that what they hold before the run is known and left out.
+    """
+    import loky
+
+    from thread_chunks import ignore_sigint
+
+    parameters = [[make_array(i, size)] for i in range(n)]
+    pool = loky.ProcessPoolExecutor(2, initializer=ignore_sigint)
+    list(pool.map(array_sum, [make_array(0, 1024)] * 4))
+    before = _rss_by_pid()
+    base = sum(before.values())
+    sampler = Sampler()
+    sampler.start()
+    path = Path(directory) / "arrays.pkl"
+    results = chunk(array_sum, parameters, chunk_size=2, executor=pool,
+                    progress_bar=False, path=path)  # fmt: skip
+    sampler.done.set()
+    sampler.join()
+    pool.shutdown()
+    pickled = len(pickle.dumps(parameters, protocol=5))
+    pickled += sum(len(pickle.dumps(r, protocol=5)) for r in results)
+    return {
+        "above": (sampler.peak - base) / size,
+        "file": path.stat().st_size,
+        "pickled": pickled,
+    }
+
+
+def child_load(path: str) -> dict[str, float]:
+    """In a child process: the peak memory of Checkpoint.load, in bytes.
+
+    What the process held before (Python, numpy, thread_chunks) is left out.
+    """
+    import resource
+
+    from thread_chunks import Checkpoint
+
+    base = _rss_by_pid()[os.getpid()]
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.done
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"peak": peak - base, "file": os.path.getsize(path)}
+
+
+def in_child(*arguments: str) -> dict[str, float]:
+    """Run this file's ``--child`` with ``arguments``; return what it printed."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", *arguments],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, float] = json.loads(output.splitlines()[-1])
+    return result
+
+
+def memory_rows(work: Workdir, scale: int) -> list[tuple[str, str, str, float, str]]:
+    """The rows measured in child processes: memory, and the file's size."""
+    n, size = 40 // (scale // 2 or 1), 50 * MB // scale
+    arrays = in_child("arrays", str(work.root), str(n), str(size))
+    big = work.fresh_path()
+    count = 60 // scale
+    chunk(partial(make_array, size=size), [[i] for i in range(count)],
+          chunk_size=2, progress_bar=False, path=big)  # fmt: skip
+    loaded = in_child("load", str(big))
+    label = f"{n} x {size // MB} MB arrays as parameters, 2 worker processes, path="
+    return [
+        (
+            f"{label}: peak memory above the parameters (parent and workers)",
+            f"{arrays['above']:.1f} arrays",
+            "2 x chunk_size + 2 = 6 arrays",
+            arrays["above"] / 6,
+            "<= 1.0",
+        ),
+        (
+            "the same run: checkpoint file size",
+            f"{arrays['file'] / MB:.0f} MB",
+            f"{arrays['pickled'] / MB:.0f} MB pickled parameters and results",
+            arrays["file"] / arrays["pickled"],
+            "<= 1.05",
+        ),
+        (
+            f"Checkpoint.load of {loaded['file'] / MB:.0f} MB: peak RSS it adds",
+            f"{loaded['peak'] / MB:.0f} MB",
+            f"{loaded['file'] / MB:.0f} MB file",
+            loaded["peak"] / loaded["file"],
+            "<= 1.3",
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        if kind == "arrays":
+            measured = child_arrays(rest[0], int(rest[1]), int(rest[2]))
+        else:
+            measured = child_load(rest[0])
+        print(json.dumps(measured))
+        return
     scale = 10 if args.quick else 1
     n_tiny, n_large = 20_000 // scale, 200 // scale
     work = Workdir()
@@ -135,17 +294,64 @@ def main() -> None:
             "<= 9.6",
         )
 
-        # Interleaved, best of five each, so that a noisy moment hits both alike.
+        # Interleaved, best of three each, so that a noisy moment hits both alike.
+        n_cost = 200_000 // scale
         t_plain = t_path = float("inf")
-        for _ in range(5):
-            t_plain = min(t_plain, timed(chunked(tiny, n_tiny, None)))
-            t_path = min(t_path, timed(chunked(tiny, n_tiny, work.fresh_path())))
+        for _ in range(3):
+            t_plain = min(t_plain, timed(chunked(tiny, n_cost, None)))
+            t_path = min(t_path, timed(chunked(tiny, n_cost, work.fresh_path())))
+        cost = (t_path - t_plain) / n_cost * 1e6
         row(
-            f"{n_tiny} tiny calls, chunk_size=2",
-            f"{t_path:.3f} s with path=",
+            f"{n_cost:,} tiny calls: what path= adds per result",
+            f"{cost:.2f} µs ({t_path:.3f} s with)",
             f"{t_plain:.3f} s without",
-            t_path / t_plain,
-            "<= 1.5",
+            cost,
+            "<= 1.0",
+        )
+
+        # Resuming a complete checkpoint of a million tiny results.
+        n_resume = 1_000_000 // scale
+        path = work.fresh_path()
+        t_fresh = timed(chunked(tiny, n_resume, path))
+        t_resume = min(timed(chunked(tiny, n_resume, path)) for _ in range(3))
+        row(
+            f"resume a complete checkpoint of {n_resume:,} tiny results",
+            f"{t_resume:.3f} s",
+            f"{t_fresh:.3f} s computed with path=",
+            t_resume / t_fresh,
+            "<= 0.5",
+        )
+        row(
+            f"resume a complete checkpoint of {n_resume:,} tiny results",
+            f"{t_resume:.3f} s",
+            "1 s",
+            t_resume,
+            "<= 1.0",
+        )
+        n_show = 2_000_000 // scale
+        path = work.fresh_path()
+        chunked(tiny, n_show, path)()
+        t_progress = min(timed(lambda: progress(path)) for _ in range(5))
+        show = [sys.executable, "-m", "thread_chunks", "show", str(path)]
+        t_show = min(
+            timed(lambda: subprocess.run(show, check=True, capture_output=True))
+            for _ in range(3)
+        )
+        t_python = min(
+            timed(
+                lambda: subprocess.run(
+                    [sys.executable, "-c", "import thread_chunks"], check=True
+                )
+            )
+            for _ in range(3)
+        )
+        row(
+            f"progress() of {n_show:,} results ({path.stat().st_size / MB:.0f} MB)",
+            f"{t_progress:.4f} s",
+            f"thread-chunks show: {t_show:.3f} s, of which starting Python and "
+            f"importing thread_chunks {t_python:.3f} s",
+            t_progress,
+            "<= 0.2",
         )
 
         t_loop = timed(lambda: plain_loop(large, n_large, work.fresh_path()))
@@ -178,6 +384,8 @@ def main() -> None:
             t_resume / t_compute,
             "<= 3",
         )
+        for what, value, baseline, ratio, target in memory_rows(work, scale):
+            row(what, value, baseline, ratio, target)
     finally:
         work.remove()
 

@@ -310,12 +310,14 @@ class Batches:
         """
         parameters = self.calls.parameters
         arguments: Any = [parameters[i] for i in batch]
-        if self.pickled:
+        if self.pickled and len(batch) > 1:  # many: pickled at once, unpickled fast
             arguments = pickle_arguments(arguments)
         func = actor.get_func()
         async with self.limiter:
             sent_at = time.perf_counter()
-            future = self.executor.submit(run_batch, func, arguments, stop_at_failure)
+            future = self.executor.submit(
+                run_batch, func, arguments, stop_at_failure, self.pickled
+            )
             sent = await wait_for_future(future)
             seconds = time.perf_counter() - sent_at
         return unpack(sent), seconds

@@ -29,16 +29,21 @@ def run_batch(
     func: Callable[..., Any],
     arguments: Sequence[Sequence[Any]] | bytes,
     stop_at_failure: bool,
+    other_process: bool | None = None,
 ) -> tuple[list[Any], list[Failure]] | bytes:
     """In the worker: call ``func(*args)`` for each ``args``, in order.
 
     A failure stops the batch when ``stop_at_failure`` is true (the run stops
     at it) or when it is not an :class:`Exception`; otherwise the next call
-    goes on. ``arguments`` pickled by :func:`pickle_arguments` means the
-    worker is another process: the batch then goes back pickled by us, so
-    that a result that cannot be sent back fails its own call only.
+    goes on. ``arguments`` are pickled by :func:`pickle_arguments` for a batch
+    of many calls, or sent as they are (one large argument is then not copied
+    once more). When the worker is another process (``other_process``, or
+    pickled arguments), the batch goes back pickled by us, so that a result
+    that cannot be sent back fails its own call only.
     """
     pickled = isinstance(arguments, bytes)
+    if other_process is None:
+        other_process = pickled
     calls: Sequence[Sequence[Any]] = (
         _paused_gc(pickle.loads, arguments)
         if isinstance(arguments, bytes)
@@ -51,11 +56,11 @@ def run_batch(
             results.append(func(*args))
         except BaseException as exc:
             results.append(None)
-            text = traceback.format_exc() if pickled else ""
+            text = traceback.format_exc() if other_process else ""
             failures.append((position, exc, text))
             if stop_at_failure or not isinstance(exc, Exception):
                 break
-    return _pickle(results, failures) if pickled else (results, failures)
+    return _pickle(results, failures) if other_process else (results, failures)
 
 
 def _pickle(results: list[Any], failures: list[Failure]) -> bytes:
