@@ -12,7 +12,6 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Coroutine,
-    Iterable,
     Mapping,
     Sequence,
 )
@@ -23,7 +22,7 @@ from typing import Any, Literal, TypeVar, Unpack, overload
 from ._actors import LabelledActor
 from ._host import ResultIterator, host, hosted_stream
 from ._options import NewOptions, Options, OptionsDict
-from ._plan import make_plan
+from ._plan import Parameters, make_plan
 
 __all__ = ["achunk", "achunk_iter", "chunk", "chunk_iter"]
 
@@ -36,7 +35,7 @@ Errors = Literal["raise", "defer", "return"]
 @overload
 def chunk(
     func: Callable[..., Coroutine[Any, Any, R]],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     actors: Sequence[LabelledActor] | None = ...,
     chunk_size: int | None = ...,
     progress_bar: Bar = ...,
@@ -46,7 +45,7 @@ def chunk(
 @overload
 def chunk(
     func: Callable[..., R],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     actors: Sequence[LabelledActor] | None = ...,
     chunk_size: int | None = ...,
     progress_bar: Bar = ...,
@@ -56,7 +55,7 @@ def chunk(
 @overload
 def chunk(
     func: None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     actors: Sequence[LabelledActor] | None = ...,
     chunk_size: int | None = ...,
     progress_bar: Bar = ...,
@@ -65,7 +64,7 @@ def chunk(
 ) -> list[Any]: ...
 def chunk(
     func: Callable[..., Any] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     actors: Sequence[Any] | None = None,
     chunk_size: int | None = None,
     progress_bar: Bar = None,
@@ -90,8 +89,11 @@ def chunk(
     func : callable or None
         The function to call. ``None`` runs the function the ``actors`` hold.
         A coroutine function is awaited on the event loop.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    parameters : iterable of sequences or dicts
+        One row per call: call ``i`` is ``func(*parameters[i])`` for an
+        argument list (a list, a tuple, a row of a 2-D numpy array, any other
+        sequence but a string), ``func(**parameters[i])`` for a dict (any
+        mapping) of keyword arguments.
     actors : list of LabelledActor or of Ray actor handles, optional
         The workers, exactly ``chunk_size`` of them; each call borrows one for
         its whole duration. Defaults to ``chunk_size`` plain
@@ -192,22 +194,22 @@ def chunk(
 @overload
 async def achunk(
     func: Callable[..., Coroutine[Any, Any, R]],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     **options: Unpack[OptionsDict],
 ) -> list[R]: ...
 @overload
 async def achunk(
     func: Callable[..., R],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     **options: Unpack[OptionsDict],
 ) -> list[R]: ...
 @overload
 async def achunk(
-    func: None, parameters: Iterable[Sequence[Any]], **options: Unpack[OptionsDict]
+    func: None, parameters: Parameters, **options: Unpack[OptionsDict]
 ) -> list[Any]: ...
 async def achunk(
     func: Callable[..., Any] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     *,
     actors: Sequence[Any] | None = None,
     chunk_size: int | None = None,
@@ -230,8 +232,11 @@ async def achunk(
     func : callable or None
         The function to call. ``None`` runs the function the ``actors`` hold.
         A coroutine function is awaited on the event loop.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    parameters : iterable of sequences or dicts
+        One row per call: call ``i`` is ``func(*parameters[i])`` for an
+        argument list (a list, a tuple, a row of a 2-D numpy array, any other
+        sequence but a string), ``func(**parameters[i])`` for a dict (any
+        mapping) of keyword arguments.
     actors : list of LabelledActor or of Ray actor handles, optional
         The workers, exactly ``chunk_size`` of them; each call borrows one for
         its whole duration. Defaults to ``chunk_size`` plain
@@ -333,18 +338,18 @@ async def achunk(
 @overload
 def chunk_iter(
     func: Callable[..., Coroutine[Any, Any, R]],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     **options: Unpack[OptionsDict],
 ) -> ResultIterator[R]: ...
 @overload
 def chunk_iter(
     func: Callable[..., R] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     **options: Unpack[OptionsDict],
 ) -> ResultIterator[R]: ...
 def chunk_iter(
     func: Callable[..., Any] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     *,
     actors: Sequence[Any] | None = None,
     chunk_size: int | None = None,
@@ -372,8 +377,11 @@ def chunk_iter(
     func : callable or None
         The function to call. ``None`` runs the function the ``actors`` hold.
         A coroutine function is awaited on the event loop.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    parameters : iterable of sequences or dicts
+        One row per call: call ``i`` is ``func(*parameters[i])`` for an
+        argument list (a list, a tuple, a row of a 2-D numpy array, any other
+        sequence but a string), ``func(**parameters[i])`` for a dict (any
+        mapping) of keyword arguments.
     actors : list of LabelledActor or of Ray actor handles, optional
         The workers, exactly ``chunk_size`` of them; each call borrows one for
         its whole duration. Defaults to ``chunk_size`` plain
@@ -452,7 +460,7 @@ def chunk_iter(
 
 def achunk_iter(
     func: Callable[..., Any] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     *,
     actors: Sequence[Any] | None = None,
     chunk_size: int | None = None,
@@ -479,8 +487,11 @@ def achunk_iter(
     func : callable or None
         The function to call. ``None`` runs the function the ``actors`` hold.
         A coroutine function is awaited on the event loop.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    parameters : iterable of sequences or dicts
+        One row per call: call ``i`` is ``func(*parameters[i])`` for an
+        argument list (a list, a tuple, a row of a 2-D numpy array, any other
+        sequence but a string), ``func(**parameters[i])`` for a dict (any
+        mapping) of keyword arguments.
     actors : list of LabelledActor or of Ray actor handles, optional
         The workers, exactly ``chunk_size`` of them; each call borrows one for
         its whole duration. Defaults to ``chunk_size`` plain

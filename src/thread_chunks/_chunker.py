@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -13,7 +13,7 @@ from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 from ._actors import LabelledActor
 from ._host import ResultIterator, host
 from ._options import NewOptions, Options
-from ._plan import Plan, make_plan
+from ._plan import Parameters, Plan, make_plan
 
 __all__ = ["Chunker"]
 
@@ -221,7 +221,7 @@ class Chunker(Generic[R]):
     @overload
     def __call__(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: None = ...,
         progress_bar: _Bar = ...,
         path: _Path = ...,
@@ -230,7 +230,7 @@ class Chunker(Generic[R]):
     @overload
     def __call__(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., Coroutine[Any, Any, S]],
         progress_bar: _Bar = ...,
         path: _Path = ...,
@@ -239,7 +239,7 @@ class Chunker(Generic[R]):
     @overload
     def __call__(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., S],
         progress_bar: _Bar = ...,
         path: _Path = ...,
@@ -247,7 +247,7 @@ class Chunker(Generic[R]):
     ) -> list[S]: ...
     def __call__(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., Any] | None = None,
         progress_bar: _Bar = None,
         path: _Path = None,
@@ -266,8 +266,9 @@ class Chunker(Generic[R]):
 
         Parameters
         ----------
-        parameters : iterable of lists or tuples
-            One argument list per call.
+        parameters : iterable of sequences or dicts
+            One row per call: an argument list, or a dict of keyword arguments
+            (see :func:`chunk`).
         func : callable, optional
             A new function for the actors, this run and the next ones.
         progress_bar : bool or dict, optional
@@ -352,7 +353,7 @@ class Chunker(Generic[R]):
 
     async def achunk(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., Any] | None = None,
         progress_bar: _Bar = None,
         path: _Path = None,
@@ -369,8 +370,9 @@ class Chunker(Generic[R]):
 
         Parameters
         ----------
-        parameters : iterable of lists or tuples
-            One argument list per call.
+        parameters : iterable of sequences or dicts
+            One row per call: an argument list, or a dict of keyword arguments
+            (see :func:`chunk`).
         func : callable, optional
             A new function for the actors, this run and the next ones.
         progress_bar : bool or dict, optional
@@ -440,7 +442,7 @@ class Chunker(Generic[R]):
 
     def _plan(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., Any] | None,
         given: Mapping[str, Any],
     ) -> Plan:

@@ -315,7 +315,9 @@ class Batches:
         func = actor.get_func()
         async with self.limiter:
             sent_at = time.perf_counter()
-            future = self.executor.submit(run_batch, func, arguments, stop_at_failure)
+            future = self.executor.submit(
+                run_batch, func, arguments, stop_at_failure, self.calls.keywords
+            )
             sent = await wait_for_future(future)
             seconds = time.perf_counter() - sent_at
         return unpack(sent), seconds

@@ -9,11 +9,12 @@ thread_chunks never imports Ray. A call on a Ray actor is awaited through its
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import anyio
 
-from ._actors import Calls, LabelledActor, OneAtATime
+from ._actors import Calls, LabelledActor, OneAtATime, call_row
 from ._executor import wait_for_future
 from ._options import config
 
@@ -108,7 +109,8 @@ class RayActors(OneAtATime):
         be saved.
         """
         async with self.limiter:
-            ref = actor.run.remote(index, *self.calls.parameters[index])
+            send = partial(actor.run.remote, index)
+            ref = call_row(send, self.calls.parameters[index])
             # The future of an ObjectRef would let itself be cancelled, call
             # running or not: never withdraw it.
             _, result = await wait_for_future(ref.future(), withdraw=False)

@@ -19,11 +19,11 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
-from ._actors import Coroutines, Strategy
+from ._actors import Coroutines, Row, Strategy
 from ._checkpoint import CallFailure
 from ._executor import Batches, BatchSizes, opened_executor
 from ._plan import Plan
@@ -76,8 +76,11 @@ async def run_plan(plan: Plan, warn: Warn, emit: Emit | None = None) -> list[Any
     # the progress bar, and last the checkpoint, which saves what they left.
     async with AsyncExitStack() as stack:
         if plan.path is not None:
+            # Saved as given: a mapping row stays a mapping (the store's
+            # annotation says argument lists only).
+            rows = cast("list[Sequence[Any]]", plan.parameters)
             store = await CheckpointStore.open(
-                plan.path, plan.function, plan.parameters, plan.checkpoint_every, warn
+                plan.path, plan.function, rows, plan.checkpoint_every, warn
             )
             await stack.enter_async_context(store.running())
             for i, result in store.results.items():
@@ -141,9 +144,14 @@ class Workers:
         self.deferred: list[tuple[int, Exception]] = []
 
     @property
-    def parameters(self) -> Sequence[Sequence[Any]]:
-        """The argument lists of the run."""
+    def parameters(self) -> Sequence[Row]:
+        """The rows of the run: argument lists, or mappings of keyword arguments."""
         return self.plan.parameters
+
+    @property
+    def keywords(self) -> bool:
+        """Whether any row is a mapping of keyword arguments."""
+        return self.plan.keywords
 
     @property
     def stopped(self) -> bool:
@@ -241,9 +249,11 @@ class Workers:
         return True
 
     def _note(self, i: int, exc: BaseException) -> None:
+        row = self.plan.parameters[i]
+        stars = "**" if isinstance(row, Mapping) else "*"
         exc.add_note(
-            f"raised by call {i}: {self.plan.func_name}(*parameters[{i}]) with "
-            f"parameters[{i}] = {reprlib.repr(self.plan.parameters[i])}"
+            f"raised by call {i}: {self.plan.func_name}({stars}parameters[{i}]) "
+            f"with parameters[{i}] = {reprlib.repr(row)}"
         )
 
     def raise_failures(self) -> None:
