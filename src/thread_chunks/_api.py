@@ -17,12 +17,18 @@ from collections.abc import (
 )
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, TypeVar, Unpack, overload
+from typing import Any, Literal, Never, TypeVar, Unpack, overload
 
 from ._actors import LabelledActor
 from ._host import ResultIterator, host, hosted_stream
-from ._options import NewOptions, Options, OptionsDict
-from ._plan import Parameters, make_plan
+from ._options import (
+    NewOptions,
+    Options,
+    OptionsDict,
+    check_no_unknown,
+    hide_catch_all,
+)
+from ._plan import Parameters, check_map_style, make_plan
 
 __all__ = ["achunk", "achunk_iter", "chunk", "chunk_iter"]
 
@@ -75,6 +81,7 @@ def chunk(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    **unknown: Never,
 ) -> list[Any]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
 
@@ -182,6 +189,10 @@ def chunk(
     >>> chunk(f, [[1, 4], [2, 5], [3, 6]], chunk_size=2, progress_bar=False)
     [5, 7, 9]
     """
+    check_no_unknown("chunk", unknown)
+    label = getattr(func, "__name__", "func")
+    after = (actors, chunk_size, progress_bar, path)
+    check_map_style(f"chunk({label}, ", parameters, after)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
@@ -220,6 +231,7 @@ async def achunk(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    **unknown: Never,
 ) -> list[Any]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
 
@@ -327,6 +339,7 @@ async def achunk(
     >>> anyio.run(main)
     [32, 27]
     """
+    check_no_unknown("achunk", unknown)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
@@ -360,6 +373,7 @@ def chunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    **unknown: Never,
 ) -> ResultIterator[Any]:
     """Yield ``(index, result)`` for every call, in the order calls complete.
 
@@ -450,6 +464,7 @@ def chunk_iter(
     >>> with chunk_iter(abs, [[-1], [-2], [-3]], progress_bar=False) as results:
     ...     first = next(results)  # leaving the block stops the run
     """
+    check_no_unknown("chunk_iter", unknown)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
@@ -471,6 +486,7 @@ def achunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    **unknown: Never,
 ) -> AbstractAsyncContextManager[AsyncIterator[tuple[int, Any]]]:
     """Run like :func:`achunk`; give ``(index, result)`` pairs as calls complete.
 
@@ -561,6 +577,7 @@ def achunk_iter(
     >>> anyio.run(main)
     [(0, 1), (1, 2)]
     """
+    check_no_unknown("achunk_iter", unknown)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
@@ -568,3 +585,8 @@ def achunk_iter(
     )  # fmt: skip
     plan = make_plan(func, parameters, options)
     return hosted_stream(plan)
+
+
+for _entry in (chunk, achunk, chunk_iter, achunk_iter):
+    hide_catch_all(_entry)
+del _entry

@@ -8,12 +8,12 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Generic, Literal, TypeVar, Unpack, overload
+from typing import Any, Generic, Literal, Never, TypeVar, Unpack, overload
 
 from ._actors import LabelledActor
 from ._host import ResultIterator, host
-from ._options import NewOptions, Options
-from ._plan import Parameters, Plan, make_plan
+from ._options import NewOptions, Options, check_no_unknown, hide_catch_all
+from ._plan import Parameters, Plan, check_map_style, make_plan
 
 __all__ = ["Chunker"]
 
@@ -162,7 +162,9 @@ class Chunker(Generic[R]):
         errors: _Errors = "raise",
         retries: int = 0,
         retry_delay: float = 0.1,
+        **unknown: Never,
     ) -> None:
+        check_no_unknown("Chunker", unknown)
         given = Options(
             actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
             path=path, checkpoint_every=checkpoint_every, executor=executor,
@@ -257,6 +259,7 @@ class Chunker(Generic[R]):
         errors: _Errors | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        **unknown: Never,
     ) -> list[Any]:
         """Run every call and return the results in order; see :func:`chunk`.
 
@@ -347,6 +350,8 @@ class Chunker(Generic[R]):
             "checkpoint_every": checkpoint_every, "executor": executor,
             "errors": errors, "retries": retries, "retry_delay": retry_delay,
         }  # fmt: skip
+        check_no_unknown("Chunker.__call__", unknown)
+        check_map_style("chunker(", parameters, (func, progress_bar, path))
         with self._exclusive():
             plan = self._plan(parameters, func, given)
             return ResultIterator(plan, stream=False, stacklevel=3).outputs()
@@ -363,6 +368,7 @@ class Chunker(Generic[R]):
         errors: _Errors | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        **unknown: Never,
     ) -> list[Any]:
         """The async twin of :meth:`__call__`: the same arguments and results.
 
@@ -437,6 +443,8 @@ class Chunker(Generic[R]):
             "checkpoint_every": checkpoint_every, "executor": executor,
             "errors": errors, "retries": retries, "retry_delay": retry_delay,
         }  # fmt: skip
+        check_no_unknown("Chunker.achunk", unknown)
+        check_map_style("chunker.achunk(", parameters, (func, progress_bar, path))
         with self._exclusive():
             return await host(self._plan(parameters, func, given))
 
@@ -465,3 +473,8 @@ class Chunker(Generic[R]):
         func = self.actors[0].get_func()
         name = getattr(func, "__qualname__", type(func).__qualname__)
         return f"Chunker({name}, chunk_size={self.chunk_size}, path={self.path!r})"
+
+
+for _method in (Chunker.__init__, Chunker.__call__, Chunker.achunk):
+    hide_catch_all(_method)
+del _method

@@ -13,6 +13,8 @@ is left as ``None``.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -30,7 +32,9 @@ __all__ = [
     "Options",
     "OptionsDict",
     "check_chunk_size",
+    "check_no_unknown",
     "config",
+    "hide_catch_all",
 ]
 
 
@@ -199,6 +203,59 @@ class NewOptions(TypedDict, total=False):
 
 class OptionsDict(LegacyOptions, NewOptions, total=False):
     """Every option, as :func:`achunk` takes them."""
+
+
+_WORKER_COUNTS = frozenset(
+    {"n_jobs", "max_workers", "processes", "workers", "n_workers", "num_workers"}
+)
+"""How other libraries name what ``chunk_size`` sets."""
+_OTHER_NAMES = {
+    "backend": "to choose where calls run, pass executor= ('processes' or a "
+    "concurrent.futures.Executor; threads are the default)",
+    "chunksize": "calls travel to executors in batches sized automatically; to "
+    "set how many calls run at once, pass chunk_size=",
+    "progress": "to show or hide the progress bar, pass progress_bar=",
+}
+_NAMES = OPTION_NAMES | {"func", "parameters", "persistent", "ordered"}
+
+
+def check_no_unknown(entry: str, unknown: Mapping[str, Any]) -> None:
+    """Raise for the first keyword in ``unknown``, as Python would, with a hint.
+
+    ``entry`` is how the user called the entry point (``"chunk"``); the hint
+    maps another library's name for an option onto ours.
+    """
+    if not unknown:
+        return
+    name, value = next(iter(unknown.items()))
+    message = f"{entry}() got an unexpected keyword argument {name!r}"
+    if name in _WORKER_COUNTS:
+        whole = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        hint = (
+            f"to run {value} calls at once, pass chunk_size={value}"
+            if whole
+            else "to set how many calls run at once, pass chunk_size= (an int >= 1; "
+            "left out, it is the number of CPUs this process may use)"
+        )
+    elif name in _OTHER_NAMES:
+        hint = _OTHER_NAMES[name]
+    else:
+        close = difflib.get_close_matches(name, sorted(_NAMES), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}=?" if close else ""
+    raise TypeError(f"{message}; {hint}" if hint else message)
+
+
+def hide_catch_all(func: Any) -> Any:
+    """Show ``func``'s signature without its ``**unknown`` catch-all; return it.
+
+    The catch-all only lets :func:`check_no_unknown` say more than Python
+    would: an unknown keyword still raises ``TypeError``, as the signature
+    shown says.
+    """
+    signature = inspect.signature(func)
+    kept = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    func.__signature__ = signature.replace(parameters=kept)
+    return func
 
 
 def _check_actors(actors: object) -> None:

@@ -20,6 +20,7 @@ from ._ray import ray_actor_func, set_ray_actor_func
 __all__ = [
     "Parameters",
     "Plan",
+    "check_map_style",
     "check_parameters",
     "is_coroutine_function",
     "make_plan",
@@ -206,6 +207,39 @@ def check_parameters(parameters: Parameters) -> tuple[list[Row], bool]:
                 "each x, pass [[x] for x in values]"
             )
     return checked, keywords
+
+
+def check_map_style(call: str, parameters: object, after: Sequence[object]) -> None:
+    """Raise if the arguments look like ``map(func, xs, ys)``'s, and say the fix.
+
+    ``call`` is how the call began (``"chunk(g, "``); ``after`` holds the
+    positional arguments that follow ``parameters``. Map-style: the first of
+    them is a list of values, not of actors, and ``parameters`` starts with a
+    value, not an argument list.
+    """
+    lists = []
+    for value in after:
+        if not isinstance(value, list | tuple):
+            break
+        lists.append(value)
+    if not lists or not lists[0] or not isinstance(parameters, list | tuple):
+        return
+    first = lists[0][0]
+    if isinstance(first, LabelledActor) or is_ray_actor(first) or not parameters:
+        return
+    row = parameters[0]
+    if isinstance(row, Mapping) or _is_argument_list(row):
+        return
+    shown = ", ".join(map(reprlib.repr, [parameters, *lists]))
+    count = len(lists) + 1
+    names = ", ".join(
+        ["xs", "ys", "zs"][:count] if count <= 3 else [f"xs{k}" for k in range(count)]
+    )
+    raise TypeError(
+        f"{call}{shown}) looks like map-style arguments (one list per argument, "
+        "as map(func, xs, ys) takes them), but parameters holds one argument list "
+        f"per call: pass list(zip({names})) instead"
+    )
 
 
 def _is_argument_list(row: object) -> bool:
