@@ -113,7 +113,9 @@ def chunk(
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call
@@ -261,7 +263,9 @@ async def achunk(
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call
@@ -408,7 +412,9 @@ def chunk_iter(
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call
@@ -520,7 +526,9 @@ def achunk_iter(
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call

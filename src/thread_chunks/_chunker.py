@@ -47,7 +47,9 @@ class Chunker(Generic[R]):
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call
@@ -277,7 +279,9 @@ class Chunker(Generic[R]):
         progress_bar : bool or dict, optional
             Show a tqdm progress bar. A dict shows one with these tqdm keyword
             arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-            Defaults to ``thread_chunks.config.progress_bar``.
+            Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+            stderr is a terminal or in a Jupyter notebook, not when it is a file or
+            a pipe.
         path : str or os.PathLike, optional
             A checkpoint file. Each result is saved as soon as its call completes,
             and a rerun with the same function and parameters skips every call
@@ -384,7 +388,9 @@ class Chunker(Generic[R]):
         progress_bar : bool or dict, optional
             Show a tqdm progress bar. A dict shows one with these tqdm keyword
             arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-            Defaults to ``thread_chunks.config.progress_bar``.
+            Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+            stderr is a terminal or in a Jupyter notebook, not when it is a file or
+            a pipe.
         path : str or os.PathLike, optional
             A checkpoint file. Each result is saved as soon as its call completes,
             and a rerun with the same function and parameters skips every call

@@ -72,7 +72,9 @@ class Options:
             "bool or dict, optional",
             "Show a tqdm progress bar. A dict shows one with these tqdm keyword "
             "arguments (``desc``, ``position``, ``leave``, ...) merged over ours. "
-            "Defaults to ``thread_chunks.config.progress_bar``.",
+            "Defaults to ``thread_chunks.config.progress_bar``, which shows one "
+            "when stderr is a terminal or in a Jupyter notebook, not when it is a "
+            "file or a pipe.",
         ),
     )
     path: str | os.PathLike[str] | None = field(
@@ -333,9 +335,15 @@ class Config:
     default_chunk_size : int
         How many calls run at once when ``chunk_size`` is not given. Defaults
         to the number of CPUs this process may use.
-    progress_bar : bool
+    progress_bar : bool or None
         Whether a progress bar is shown when ``progress_bar`` is not given.
-        Defaults to ``True``.
+        ``None`` (the default) follows tqdm's convention: a bar when stderr is
+        a terminal or in a Jupyter notebook, none when stderr is a file or a
+        pipe (a batch job's log, a web app's logs). ``True`` shows one
+        everywhere, ``False`` nowhere.
+
+        .. versionchanged:: 2.0
+           ``None``, the default, where 1.x showed a bar everywhere.
     ray_config : dict
         The keyword arguments of ``ray.init`` when thread-chunks starts Ray
         itself, which it does only when a ``RemoteLabelledActor`` is created
@@ -347,11 +355,11 @@ class Config:
     >>> thread_chunks.config.progress_bar = False
     >>> thread_chunks.chunk(pow, [[2, 3], [3, 2]], chunk_size=2)
     [8, 9]
-    >>> thread_chunks.config.progress_bar = True
+    >>> thread_chunks.config.progress_bar = None  # the default: where watched
     """
 
     default_chunk_size: int = field(default_factory=_available_cpus)
-    progress_bar: bool = True
+    progress_bar: bool | None = None
     ray_config: dict[str, Any] = field(
         default_factory=lambda: {"num_cpus": _available_cpus()}
     )

@@ -39,7 +39,9 @@ class Plan:
     """The rows as given: what the checkpoint saves and compares."""
     actors: list[Any]
     is_async: bool
-    progress_bar: Mapping[str, Any] | None
+    progress_bar: bool | Mapping[str, Any] | None
+    """Show a bar: always (``True``, or tqdm's options), never (``False``), or
+    where someone watches (``None``): a terminal, a notebook."""
     path: str | None
     checkpoint_every: float
     executor: Executor | str | None = None
@@ -157,13 +159,11 @@ def is_coroutine_function(func: Callable[..., Any]) -> bool:
 
 def _bar_options(
     progress_bar: bool | Mapping[str, Any] | None,
-) -> Mapping[str, Any] | None:
-    """The tqdm keyword arguments of the bar, or ``None`` for no bar."""
+) -> bool | Mapping[str, Any] | None:
+    """The bar option, the config's if not given; ``None``: where watched."""
     if progress_bar is None:
         progress_bar = config.progress_bar
-    if isinstance(progress_bar, Mapping):
-        return dict(progress_bar)
-    return {} if progress_bar else None
+    return dict(progress_bar) if isinstance(progress_bar, Mapping) else progress_bar
 
 
 def check_parameters(parameters: Parameters) -> tuple[list[Row], bool]:
