@@ -356,12 +356,16 @@ async def achunk(
 def chunk_iter(
     func: Callable[..., Coroutine[Any, Any, R]],
     parameters: Parameters,
+    *,
+    ordered: bool = ...,
     **options: Unpack[OptionsDict],
 ) -> ResultIterator[R]: ...
 @overload
 def chunk_iter(
     func: Callable[..., R] | None,
     parameters: Parameters,
+    *,
+    ordered: bool = ...,
     **options: Unpack[OptionsDict],
 ) -> ResultIterator[R]: ...
 def chunk_iter(
@@ -377,13 +381,15 @@ def chunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    ordered: bool = False,
     **unknown: Never,
 ) -> ResultIterator[Any]:
     """Yield ``(index, result)`` for every call, in the order calls complete.
 
     Runs like :func:`chunk`, with the same options (all keyword-only here).
     Results saved by an earlier run come first, at once. With
-    ``errors="return"``, a failed call yields ``(index, exception)``.
+    ``errors="return"``, a failed call yields ``(index, exception)``. With
+    ``ordered=True``, the results come in the order of ``parameters``.
     Arguments are checked at once; nothing runs until the first ``next()``.
     Leaving the loop early (``break``, an exception in its body, ``close()``,
     leaving a ``with`` block around it, dropping the iterator, the interpreter
@@ -455,12 +461,24 @@ def chunk_iter(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    ordered : bool, optional
+        ``False`` (the default) gives the results in the order calls
+        complete. ``True`` gives them in the order of ``parameters``, each as
+        soon as it and every result before it are there (saved results of an
+        earlier run included): a slow call holds back the results after it,
+        not the calls. A call that fails with ``errors="defer"`` is skipped;
+        with ``errors="return"`` its exception comes in its place. It changes
+        only the order of delivery, not the run: a checkpoint made with either
+        resumes with either.
+
+        .. versionadded:: 2.0
 
     Returns
     -------
     iterator of tuple
-        ``(index, func(*parameters[index]))``, as each call completes. It is
-        also a context manager that stops the run when the block is left.
+        ``(index, func(*parameters[index]))``, as each call completes (in
+        index order with ``ordered=True``). It is also a context manager that
+        stops the run when the block is left.
 
     Examples
     --------
@@ -469,14 +487,18 @@ def chunk_iter(
     [(0, 8), (1, 9)]
     >>> with chunk_iter(abs, [[-1], [-2], [-3]], progress_bar=False) as results:
     ...     first = next(results)  # leaving the block stops the run
+    >>> list(chunk_iter(pow, [[2, 3], [3, 2]], progress_bar=False, ordered=True))
+    [(0, 8), (1, 9)]
     """
     check_no_unknown("chunk_iter", unknown)
+    _check_ordered(ordered)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
         errors=errors, retries=retries, retry_delay=retry_delay,
     )  # fmt: skip
-    return ResultIterator(make_plan(func, parameters, options), stacklevel=1)
+    plan = make_plan(func, parameters, options)
+    return ResultIterator(plan, stacklevel=1, ordered=ordered)
 
 
 def achunk_iter(
@@ -492,13 +514,15 @@ def achunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    ordered: bool = False,
     **unknown: Never,
 ) -> AbstractAsyncContextManager[AsyncIterator[tuple[int, Any]]]:
     """Run like :func:`achunk`; give ``(index, result)`` pairs as calls complete.
 
     An async context manager that owns the run and hands out an async
     iterator of its results, in the order calls complete (results saved by an
-    earlier run first). Leaving the block, however early, stops the run the
+    earlier run first), or in the order of ``parameters`` with
+    ``ordered=True``. Leaving the block, however early, stops the run the
     orderly way: running calls finish and are saved. An error of the run is
     raised when the block is left. Following trio's rule, the iterator is a
     stream read from a task group, not a generator that yields inside one.
@@ -569,11 +593,23 @@ def achunk_iter(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    ordered : bool, optional
+        ``False`` (the default) gives the results in the order calls
+        complete. ``True`` gives them in the order of ``parameters``, each as
+        soon as it and every result before it are there (saved results of an
+        earlier run included): a slow call holds back the results after it,
+        not the calls. A call that fails with ``errors="defer"`` is skipped;
+        with ``errors="return"`` its exception comes in its place. It changes
+        only the order of delivery, not the run: a checkpoint made with either
+        resumes with either.
+
+        .. versionadded:: 2.0
 
     Returns
     -------
     async context manager of async iterator of tuple
-        ``(index, func(*parameters[index]))``, as each call completes.
+        ``(index, func(*parameters[index]))``, as each call completes (in
+        index order with ``ordered=True``).
 
     Examples
     --------
@@ -586,13 +622,19 @@ def achunk_iter(
     [(0, 1), (1, 2)]
     """
     check_no_unknown("achunk_iter", unknown)
+    _check_ordered(ordered)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
         errors=errors, retries=retries, retry_delay=retry_delay,
     )  # fmt: skip
     plan = make_plan(func, parameters, options)
-    return hosted_stream(plan)
+    return hosted_stream(plan, ordered)
+
+
+def _check_ordered(ordered: object) -> None:
+    if not isinstance(ordered, bool):
+        raise TypeError(f"ordered must be True or False, got {ordered!r}")
 
 
 for _entry in (chunk, achunk, chunk_iter, achunk_iter):

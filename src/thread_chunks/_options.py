@@ -217,6 +217,8 @@ _OTHER_NAMES = {
     "chunksize": "calls travel to executors in batches sized automatically; to "
     "set how many calls run at once, pass chunk_size=",
     "progress": "to show or hide the progress bar, pass progress_bar=",
+    "ordered": "chunk(), achunk() and a Chunker give the results in order "
+    "already; ordered= is for chunk_iter() and achunk_iter()",
 }
 _NAMES = OPTION_NAMES | {"func", "parameters", "persistent", "ordered"}
 

@@ -69,10 +69,17 @@ class CallsFailed(ExceptionGroup[Exception]):
     __module__ = "thread_chunks"
 
 
-async def run_plan(plan: Plan, warn: Warn, emit: Emit | None = None) -> list[Any]:
+async def run_plan(
+    plan: Plan,
+    warn: Warn,
+    emit: Emit | None = None,
+    skip: Callable[[int], None] | None = None,
+) -> list[Any]:
     """Run a checked :class:`Plan` and return its outputs in order.
 
-    ``warn`` queues the run's warnings for the entry point to issue. ``emit``
+    ``warn`` queues the run's warnings for the entry point to issue. ``skip``
+    is told the index of each call that failed with ``errors="defer"``: it
+    will have no result. ``emit``
     sees each result as it comes: first those of earlier runs, then each new
     one as its call completes.
     """
@@ -107,7 +114,7 @@ async def run_plan(plan: Plan, warn: Warn, emit: Emit | None = None) -> list[Any
             opened_executor(plan.executor, plan.chunk_size)
         )
         todo = (i for i in range(n) if i not in done)
-        workers = Workers(plan, outputs, store, emit, bar, todo)
+        workers = Workers(plan, outputs, store, emit, bar, todo, skip)
         limiter = anyio.CapacityLimiter(plan.chunk_size)
         strategy: Strategy
         if executor is not None:
@@ -141,11 +148,13 @@ class Workers:
         emit: Emit | None,
         bar: Any,
         todo: Iterator[int],
+        skip: Callable[[int], None] | None = None,
     ) -> None:
         self.plan = plan
         self.outputs = outputs
         self.store = store
         self.emit = emit
+        self.skip = skip
         self.bar = bar
         self._todo = todo
         self._todo_lock = threading.Lock()
@@ -252,6 +261,8 @@ class Workers:
             return False
         if self.plan.errors == "defer":
             self.deferred.append((index, exc))
+            if self.skip is not None:
+                self.skip(index)
         else:  # "return"
             self.outputs[index] = exc
             if self.emit is not None:
