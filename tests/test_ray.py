@@ -15,9 +15,7 @@ import pytest
 
 from thread_chunks import Checkpoint, Chunker, achunk, chunk
 
-ray = pytest.importorskip(
-    "ray", reason="Ray is not installed: pip install 'thread-chunks[ray]'"
-)
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install ray")
 
 
 @pytest.fixture(scope="module")

@@ -132,7 +132,7 @@ def chunk(
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional
@@ -282,7 +282,7 @@ async def achunk(
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional
@@ -437,7 +437,7 @@ def chunk_iter(
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional
@@ -569,7 +569,7 @@ def achunk_iter(
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional

@@ -66,7 +66,7 @@ class Chunker(Generic[R]):
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional
@@ -298,7 +298,7 @@ class Chunker(Generic[R]):
             Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
             process still saves the checkpoint and shows progress. ``'processes'``
             creates (and closes) a loky process pool of ``chunk_size`` workers,
-            which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+            which runs lambdas too (it needs loky: ``pip install loky``).
 
             .. versionadded:: 2.0
         errors : {'raise', 'defer', 'return'}, optional
@@ -407,7 +407,7 @@ class Chunker(Generic[R]):
             Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
             process still saves the checkpoint and shows progress. ``'processes'``
             creates (and closes) a loky process pool of ``chunk_size`` workers,
-            which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+            which runs lambdas too (it needs loky: ``pip install loky``).
 
             .. versionadded:: 2.0
         errors : {'raise', 'defer', 'return'}, optional

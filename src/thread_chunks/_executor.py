@@ -106,7 +106,8 @@ def _import_loky() -> Any:
         import loky
     except ImportError:
         raise ImportError(
-            "executor='processes' needs loky: pip install 'thread-chunks[processes]'"
+            "executor='processes' needs loky (the thread-chunks[processes] extra): "
+            "pip install loky"
         ) from None
     return loky
 

@@ -104,7 +104,7 @@ class Options:
             "Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This "
             "process still saves the checkpoint and shows progress. ``'processes'`` "
             "creates (and closes) a loky process pool of ``chunk_size`` workers, which "
-            "runs lambdas too (``pip install 'thread-chunks[processes]'``)."
+            "runs lambdas too (it needs loky: ``pip install loky``)."
             "\n\n.. versionadded:: 2.0",
         ),
     )

@@ -26,7 +26,8 @@ __all__ = [
 ]
 
 _NO_RAY = (
-    "RemoteLabelledActor needs Ray: pip install 'thread-chunks[ray]'. Without "
+    "RemoteLabelledActor needs Ray (the thread-chunks[ray] extra): pip install "
+    "ray. Without "
     "Ray, run the calls in threads (the default), or on processes or a cluster "
     "with executor= (see 'Beyond one machine' in the docs)"
 )
