@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import textwrap
@@ -234,3 +235,47 @@ def test_readers_polling_during_resumes_never_die(tmp_path: Path) -> None:
         assert reader.returncode == 0, (reader.returncode, err)
         assert int(out) >= 20
     assert Checkpoint.load(path).done == size
+
+
+def format_1_file(path: Path, results: dict[int, Any], n: int) -> None:
+    """A checkpoint as development versions of 2.0 wrote it (format 1)."""
+
+    def frame_1(body: bytes) -> bytes:
+        payload = zlib.crc32(body).to_bytes(4, "little") + body
+        return pickle.BINBYTES8 + len(payload).to_bytes(8, "little") + payload
+
+    header = Checkpoint("f", [[i] for i in range(n)])
+    summary = frame_1(pickle.dumps({"function": "f", "total": n}))
+    records = b"".join(
+        frame_1(struct.pack("<qd", i, 0.0) + pickle.dumps(result))
+        for i, result in results.items()
+    )
+    path.write_bytes(OPENING_1 + summary + frame_1(pickle.dumps(header)) + records)
+
+
+def test_thread_chunks_convert_rewrites_old_files_and_the_run_resumes(
+    tmp_path: Path,
+) -> None:
+    from thread_chunks._cli import main
+
+    path = tmp_path / "ck.pkl"
+    format_1_file(path, {0: 10, 2: 12}, 4)  # unfinished: no tail
+    assert Checkpoint.load(path).output == [10, None, 12, None]
+    assert main(["convert", str(path)]) == 0
+    assert path.read_bytes().startswith(Checkpoint.file_opening())
+    assert main(["convert", str(path)]) == 0  # in the current format already
+    calls: list[int] = []
+
+    def f(i: int) -> int:
+        calls.append(i)
+        return i + 10
+
+    f.__qualname__ = "f"  # the name the checkpoint holds (made by hand: no module)
+    assert chunk(f, [[i] for i in range(4)], progress_bar=False, path=path) == [
+        10,
+        11,
+        12,
+        13,
+    ]
+    assert sorted(calls) == [1, 3]
+    assert main(["convert", str(tmp_path / "missing.pkl")]) == 2

@@ -1,4 +1,5 @@
 import doctest
+import re
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,35 @@ def test_every_public_callable_has_an_example() -> None:
         obj = getattr(thread_chunks, name)
         if callable(obj):
             assert "Examples" in (obj.__doc__ or ""), name
+
+
+API = Path(__file__).parent.parent / "docs" / "api.md"
+
+
+def test_every_public_name_is_in_the_api_reference() -> None:
+    text = API.read_text()
+    documented = set(
+        re.findall(
+            r"^\.\. (?:autofunction|autoclass|py:class|py:data):: (\w+)", text, re.M
+        )
+    )
+    assert set(thread_chunks.__all__) <= documented
+
+
+def test_the_checkpoint_reference_shows_load_and_save() -> None:
+    block = API.read_text().split(".. autoclass:: Checkpoint\n")[1].split("\n\n")[0]
+    members = re.search(r":members: (.*?)\n   :", block + "\n   :", re.S)
+    assert members is not None
+    names = {name.strip() for name in members.group(1).split(",")}
+    assert {"load", "save"} <= names
+    assert ":inherited-members:" in block  # save comes from saveable-objects
+    assert ":show-inheritance:" not in block  # the base is said in words
+
+
+def test_calls_failed_example(tmp_path: Path) -> None:
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    (test,) = finder.find(thread_chunks.CallsFailed, "CallsFailed", module=False,
+                          globs={})  # fmt: skip
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0

@@ -15,9 +15,7 @@ import pytest
 
 from thread_chunks import Checkpoint, Chunker, achunk, chunk
 
-ray = pytest.importorskip(
-    "ray", reason="Ray is not installed: pip install 'thread-chunks[ray]'"
-)
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install ray")
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +78,16 @@ def test_labelled_calls_as_in_1x(remote_actor_class: Any) -> None:
     assert ray.get(actor.run.remote("label", 2, 5)) == ("label", 32)
     ray.get(actor.set_func.remote(min))
     assert ray.get(actor.run.remote(0, 2, 5)) == (0, 2)
+
+
+def keywords(x: int, *, scale: int = 1) -> int:
+    return x * scale
+
+
+def test_mapping_rows_are_keyword_arguments_on_ray(remote_actor_class: Any) -> None:
+    actors = [remote_actor_class.remote(keywords) for _ in range(2)]
+    rows: list[Any] = [[2], {"x": 3, "scale": 10}, {"x": 4}]
+    assert chunk(None, rows, actors, 2, False) == [2, 30, 4]
 
 
 def test_checkpoint_and_resume_on_ray(remote_actor_class: Any, tmp_path: Path) -> None:

@@ -73,9 +73,9 @@ def test_actor_of_wrong_type() -> None:
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ([1, 2, 3], r"parameters\[0\] must be a list or tuple .* got 1 \(int\)"),
-        ([[1], 2], r"parameters\[1\] must be a list or tuple .* got 2 \(int\)"),
-        ([[1], [2], "ab"], r"parameters\[2\] must be a list or tuple"),
+        ([1, 2, 3], r"parameters\[0\] must be an argument list .* got 1 \(int\)"),
+        ([[1], 2], r"parameters\[1\] must be an argument list .* got 2 \(int\)"),
+        ([[1], [2], "ab"], r"parameters\[2\] must be an argument list"),
         ("abc", r"parameters must be a list of argument lists"),
         (5, r"parameters must be a list of argument lists, one per call, got int"),
     ],
@@ -154,6 +154,6 @@ def test_two_runs_on_one_checkpoint_at_once(tmp_path: Path) -> None:
 
 def test_bad_input_leaves_the_actors_function_alone() -> None:
     actors = [LabelledActor(abs), LabelledActor(abs)]
-    with pytest.raises(TypeError, match=r"parameters\[0\] must be a list or tuple"):
+    with pytest.raises(TypeError, match=r"parameters\[0\] must be an argument list"):
         chunk(record, [1], actors=actors)  # type: ignore[arg-type, list-item]
     assert [actor.get_func() for actor in actors] == [abs, abs]

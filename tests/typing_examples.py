@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from thread_chunks import Chunker, LabelledActor, achunk, chunk
+from thread_chunks import Chunker, LabelledActor, achunk, achunk_iter, chunk
 
 
 def length(text: str) -> int:
@@ -33,3 +33,13 @@ def in_a_script() -> None:
     assert_type(chunker([["a"]]), list[int])
     assert_type(chunker([["u"]], func=fetch), list[bytes])
     assert_type(Chunker(fetch)([["u"]]), list[bytes])
+
+
+def foreign_keywords_are_type_errors() -> None:
+    async def in_an_app() -> None:
+        chunker = Chunker(length)
+        await chunker.achunk([["a"]], n_jobs=2)  # type: ignore[arg-type]
+        async with achunk_iter(length, [["a"]], n_jobs=2):  # type: ignore[arg-type]
+            pass
+
+    chunk(length, [["a"]], n_jobs=2)  # type: ignore[call-overload]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -26,9 +26,16 @@ __all__ = [
     "Coroutines",
     "LabelledActor",
     "OneAtATime",
+    "Row",
     "Strategy",
+    "call_row",
     "is_ray_actor",
+    "run_row",
 ]
+
+Row = Sequence[Any] | Mapping[str, Any]
+"""One row of ``parameters``: the arguments of one call, ``func(*row)``, or its
+keyword arguments, ``func(**row)`` for a mapping."""
 
 TIME_SLICE = 0.005
 """Seconds of calls that a worker runs before the event loop gets control back.
@@ -82,8 +89,11 @@ class LabelledActor:
     def __init__(self, func: Callable[..., Any]) -> None:
         self._func = func
 
-    def run(self, label: L, *args: Any) -> tuple[L, Any]:
-        """Call the function with ``args`` and return ``(label, result)``.
+    def run(self, label: L, *args: Any, **kwargs: Any) -> tuple[L, Any]:
+        """Call the function with ``args`` and ``kwargs``; return ``(label, result)``.
+
+        A row of ``parameters`` that is a dict reaches ``run`` as keyword
+        arguments: a subclass that overrides ``run`` takes ``**kwargs`` too.
 
         Parameters
         ----------
@@ -91,18 +101,24 @@ class LabelledActor:
             Returned unchanged beside the result, to tell calls apart.
         *args
             The positional arguments of the call.
+        **kwargs
+            The keyword arguments of the call.
+
+            .. versionadded:: 2.0
 
         Returns
         -------
         tuple
-            ``(label, func(*args))``.
+            ``(label, func(*args, **kwargs))``.
 
         Examples
         --------
         >>> LabelledActor(max).run(7, 3, 5)
         (7, 5)
+        >>> LabelledActor(sorted).run("k", [3, 1, 2], reverse=True)
+        ('k', [3, 2, 1])
         """
-        return label, self._func(*args)
+        return label, self._func(*args, **kwargs)
 
     def set_func(self, func: Callable[..., Any]) -> None:
         """Replace the function this actor calls.
@@ -131,6 +147,20 @@ class LabelledActor:
         return self._func
 
 
+def call_row(func: Callable[..., Any], row: Row) -> Any:
+    """``func(*row)``, or ``func(**row)`` for a mapping."""
+    if isinstance(row, Mapping):
+        return func(**row)
+    return func(*row)
+
+
+def run_row(actor: Any, label: Any, row: Row) -> Any:
+    """``actor.run(label, *row)``, or ``actor.run(label, **row)`` for a mapping."""
+    if isinstance(row, Mapping):
+        return actor.run(label, **row)
+    return actor.run(label, *row)
+
+
 def is_ray_actor(obj: object) -> bool:
     """Whether ``obj`` is a Ray actor handle (without importing Ray)."""
     ray = sys.modules.get("ray")
@@ -145,8 +175,12 @@ class Calls(Protocol):
     """
 
     @property
-    def parameters(self) -> Sequence[Sequence[Any]]:
-        """The argument lists: call ``i`` is ``func(*parameters[i])``."""
+    def parameters(self) -> Sequence[Row]:
+        """The rows: call ``i`` is ``func(*parameters[i])`` (``**`` for a mapping)."""
+
+    @property
+    def keywords(self) -> bool:
+        """Whether any row is a mapping of keyword arguments."""
 
     @property
     def stopped(self) -> bool:
@@ -233,5 +267,5 @@ class Coroutines(OneAtATime):
     """
 
     async def call(self, actor: Any, index: int) -> Any:
-        _, coroutine = actor.run(index, *self.calls.parameters[index])
+        _, coroutine = run_row(actor, index, self.calls.parameters[index])
         return await coroutine

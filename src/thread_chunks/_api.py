@@ -12,18 +12,23 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Coroutine,
-    Iterable,
     Mapping,
     Sequence,
 )
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, TypeVar, Unpack, overload
+from typing import Any, Literal, Never, TypeVar, Unpack, overload
 
 from ._actors import LabelledActor
 from ._host import ResultIterator, host, hosted_stream
-from ._options import NewOptions, Options, OptionsDict
-from ._plan import make_plan
+from ._options import (
+    NewOptions,
+    Options,
+    OptionsDict,
+    check_no_unknown,
+    hide_catch_all,
+)
+from ._plan import Parameters, check_map_style, make_plan
 
 __all__ = ["achunk", "achunk_iter", "chunk", "chunk_iter"]
 
@@ -36,7 +41,7 @@ Errors = Literal["raise", "defer", "return"]
 @overload
 def chunk(
     func: Callable[..., Coroutine[Any, Any, R]],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     actors: Sequence[LabelledActor] | None = ...,
     chunk_size: int | None = ...,
     progress_bar: Bar = ...,
@@ -46,7 +51,7 @@ def chunk(
 @overload
 def chunk(
     func: Callable[..., R],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     actors: Sequence[LabelledActor] | None = ...,
     chunk_size: int | None = ...,
     progress_bar: Bar = ...,
@@ -56,7 +61,7 @@ def chunk(
 @overload
 def chunk(
     func: None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     actors: Sequence[LabelledActor] | None = ...,
     chunk_size: int | None = ...,
     progress_bar: Bar = ...,
@@ -65,7 +70,7 @@ def chunk(
 ) -> list[Any]: ...
 def chunk(
     func: Callable[..., Any] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     actors: Sequence[Any] | None = None,
     chunk_size: int | None = None,
     progress_bar: Bar = None,
@@ -76,6 +81,7 @@ def chunk(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    **unknown: Never,
 ) -> list[Any]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
 
@@ -90,8 +96,11 @@ def chunk(
     func : callable or None
         The function to call. ``None`` runs the function the ``actors`` hold.
         A coroutine function is awaited on the event loop.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    parameters : iterable of sequences or dicts
+        One row per call: call ``i`` is ``func(*parameters[i])`` for an
+        argument list (a list, a tuple, a row of a 2-D numpy array, any other
+        sequence but a string), ``func(**parameters[i])`` for a dict (any
+        mapping) of keyword arguments.
     actors : list of LabelledActor or of Ray actor handles, optional
         The workers, exactly ``chunk_size`` of them; each call borrows one for
         its whole duration. Defaults to ``chunk_size`` plain
@@ -104,7 +113,9 @@ def chunk(
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call
@@ -121,7 +132,7 @@ def chunk(
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional
@@ -180,6 +191,10 @@ def chunk(
     >>> chunk(f, [[1, 4], [2, 5], [3, 6]], chunk_size=2, progress_bar=False)
     [5, 7, 9]
     """
+    check_no_unknown("chunk", unknown)
+    label = getattr(func, "__name__", "func")
+    after = (actors, chunk_size, progress_bar, path)
+    check_map_style(f"chunk({label}, ", parameters, after)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
@@ -192,22 +207,22 @@ def chunk(
 @overload
 async def achunk(
     func: Callable[..., Coroutine[Any, Any, R]],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     **options: Unpack[OptionsDict],
 ) -> list[R]: ...
 @overload
 async def achunk(
     func: Callable[..., R],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     **options: Unpack[OptionsDict],
 ) -> list[R]: ...
 @overload
 async def achunk(
-    func: None, parameters: Iterable[Sequence[Any]], **options: Unpack[OptionsDict]
+    func: None, parameters: Parameters, **options: Unpack[OptionsDict]
 ) -> list[Any]: ...
 async def achunk(
     func: Callable[..., Any] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     *,
     actors: Sequence[Any] | None = None,
     chunk_size: int | None = None,
@@ -218,6 +233,7 @@ async def achunk(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    **unknown: Never,
 ) -> list[Any]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
 
@@ -230,8 +246,11 @@ async def achunk(
     func : callable or None
         The function to call. ``None`` runs the function the ``actors`` hold.
         A coroutine function is awaited on the event loop.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    parameters : iterable of sequences or dicts
+        One row per call: call ``i`` is ``func(*parameters[i])`` for an
+        argument list (a list, a tuple, a row of a 2-D numpy array, any other
+        sequence but a string), ``func(**parameters[i])`` for a dict (any
+        mapping) of keyword arguments.
     actors : list of LabelledActor or of Ray actor handles, optional
         The workers, exactly ``chunk_size`` of them; each call borrows one for
         its whole duration. Defaults to ``chunk_size`` plain
@@ -244,7 +263,9 @@ async def achunk(
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call
@@ -261,7 +282,7 @@ async def achunk(
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional
@@ -322,6 +343,7 @@ async def achunk(
     >>> anyio.run(main)
     [32, 27]
     """
+    check_no_unknown("achunk", unknown)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
@@ -333,18 +355,22 @@ async def achunk(
 @overload
 def chunk_iter(
     func: Callable[..., Coroutine[Any, Any, R]],
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
+    *,
+    ordered: bool = ...,
     **options: Unpack[OptionsDict],
 ) -> ResultIterator[R]: ...
 @overload
 def chunk_iter(
     func: Callable[..., R] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
+    *,
+    ordered: bool = ...,
     **options: Unpack[OptionsDict],
 ) -> ResultIterator[R]: ...
 def chunk_iter(
     func: Callable[..., Any] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     *,
     actors: Sequence[Any] | None = None,
     chunk_size: int | None = None,
@@ -355,12 +381,15 @@ def chunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    ordered: bool = False,
+    **unknown: Never,
 ) -> ResultIterator[Any]:
     """Yield ``(index, result)`` for every call, in the order calls complete.
 
     Runs like :func:`chunk`, with the same options (all keyword-only here).
     Results saved by an earlier run come first, at once. With
-    ``errors="return"``, a failed call yields ``(index, exception)``.
+    ``errors="return"``, a failed call yields ``(index, exception)``. With
+    ``ordered=True``, the results come in the order of ``parameters``.
     Arguments are checked at once; nothing runs until the first ``next()``.
     Leaving the loop early (``break``, an exception in its body, ``close()``,
     leaving a ``with`` block around it, dropping the iterator, the interpreter
@@ -372,8 +401,11 @@ def chunk_iter(
     func : callable or None
         The function to call. ``None`` runs the function the ``actors`` hold.
         A coroutine function is awaited on the event loop.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    parameters : iterable of sequences or dicts
+        One row per call: call ``i`` is ``func(*parameters[i])`` for an
+        argument list (a list, a tuple, a row of a 2-D numpy array, any other
+        sequence but a string), ``func(**parameters[i])`` for a dict (any
+        mapping) of keyword arguments.
     actors : list of LabelledActor or of Ray actor handles, optional
         The workers, exactly ``chunk_size`` of them; each call borrows one for
         its whole duration. Defaults to ``chunk_size`` plain
@@ -386,7 +418,9 @@ def chunk_iter(
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call
@@ -403,7 +437,7 @@ def chunk_iter(
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional
@@ -427,12 +461,24 @@ def chunk_iter(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    ordered : bool, optional
+        ``False`` (the default) gives the results in the order calls
+        complete. ``True`` gives them in the order of ``parameters``, each as
+        soon as it and every result before it are there (saved results of an
+        earlier run included): a slow call holds back the results after it,
+        not the calls. A call that fails with ``errors="defer"`` is skipped;
+        with ``errors="return"`` its exception comes in its place. It changes
+        only the order of delivery, not the run: a checkpoint made with either
+        resumes with either.
+
+        .. versionadded:: 2.0
 
     Returns
     -------
     iterator of tuple
-        ``(index, func(*parameters[index]))``, as each call completes. It is
-        also a context manager that stops the run when the block is left.
+        ``(index, func(*parameters[index]))``, as each call completes (in
+        index order with ``ordered=True``). It is also a context manager that
+        stops the run when the block is left.
 
     Examples
     --------
@@ -441,18 +487,23 @@ def chunk_iter(
     [(0, 8), (1, 9)]
     >>> with chunk_iter(abs, [[-1], [-2], [-3]], progress_bar=False) as results:
     ...     first = next(results)  # leaving the block stops the run
+    >>> list(chunk_iter(pow, [[2, 3], [3, 2]], progress_bar=False, ordered=True))
+    [(0, 8), (1, 9)]
     """
+    check_no_unknown("chunk_iter", unknown)
+    _check_ordered(ordered)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
         errors=errors, retries=retries, retry_delay=retry_delay,
     )  # fmt: skip
-    return ResultIterator(make_plan(func, parameters, options), stacklevel=1)
+    plan = make_plan(func, parameters, options)
+    return ResultIterator(plan, stacklevel=1, ordered=ordered)
 
 
 def achunk_iter(
     func: Callable[..., Any] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     *,
     actors: Sequence[Any] | None = None,
     chunk_size: int | None = None,
@@ -463,12 +514,15 @@ def achunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    ordered: bool = False,
+    **unknown: Never,
 ) -> AbstractAsyncContextManager[AsyncIterator[tuple[int, Any]]]:
     """Run like :func:`achunk`; give ``(index, result)`` pairs as calls complete.
 
     An async context manager that owns the run and hands out an async
     iterator of its results, in the order calls complete (results saved by an
-    earlier run first). Leaving the block, however early, stops the run the
+    earlier run first), or in the order of ``parameters`` with
+    ``ordered=True``. Leaving the block, however early, stops the run the
     orderly way: running calls finish and are saved. An error of the run is
     raised when the block is left. Following trio's rule, the iterator is a
     stream read from a task group, not a generator that yields inside one.
@@ -479,8 +533,11 @@ def achunk_iter(
     func : callable or None
         The function to call. ``None`` runs the function the ``actors`` hold.
         A coroutine function is awaited on the event loop.
-    parameters : iterable of lists or tuples
-        One argument list per call: call ``i`` is ``func(*parameters[i])``.
+    parameters : iterable of sequences or dicts
+        One row per call: call ``i`` is ``func(*parameters[i])`` for an
+        argument list (a list, a tuple, a row of a 2-D numpy array, any other
+        sequence but a string), ``func(**parameters[i])`` for a dict (any
+        mapping) of keyword arguments.
     actors : list of LabelledActor or of Ray actor handles, optional
         The workers, exactly ``chunk_size`` of them; each call borrows one for
         its whole duration. Defaults to ``chunk_size`` plain
@@ -493,7 +550,9 @@ def achunk_iter(
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call
@@ -510,7 +569,7 @@ def achunk_iter(
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional
@@ -534,11 +593,23 @@ def achunk_iter(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    ordered : bool, optional
+        ``False`` (the default) gives the results in the order calls
+        complete. ``True`` gives them in the order of ``parameters``, each as
+        soon as it and every result before it are there (saved results of an
+        earlier run included): a slow call holds back the results after it,
+        not the calls. A call that fails with ``errors="defer"`` is skipped;
+        with ``errors="return"`` its exception comes in its place. It changes
+        only the order of delivery, not the run: a checkpoint made with either
+        resumes with either.
+
+        .. versionadded:: 2.0
 
     Returns
     -------
     async context manager of async iterator of tuple
-        ``(index, func(*parameters[index]))``, as each call completes.
+        ``(index, func(*parameters[index]))``, as each call completes (in
+        index order with ``ordered=True``).
 
     Examples
     --------
@@ -550,10 +621,22 @@ def achunk_iter(
     >>> anyio.run(main)
     [(0, 1), (1, 2)]
     """
+    check_no_unknown("achunk_iter", unknown)
+    _check_ordered(ordered)
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
         errors=errors, retries=retries, retry_delay=retry_delay,
     )  # fmt: skip
     plan = make_plan(func, parameters, options)
-    return hosted_stream(plan)
+    return hosted_stream(plan, ordered)
+
+
+def _check_ordered(ordered: object) -> None:
+    if not isinstance(ordered, bool):
+        raise TypeError(f"ordered must be True or False, got {ordered!r}")
+
+
+for _entry in (chunk, achunk, chunk_iter, achunk_iter):
+    hide_catch_all(_entry)
+del _entry

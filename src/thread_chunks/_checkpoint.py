@@ -143,8 +143,9 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
     ----------
     func_name : str
         The name of the function being run.
-    parameters : sequence of sequences
-        The argument lists: call ``i`` is ``func(*parameters[i])``.
+    parameters : sequence of sequences or of dicts
+        The argument lists: call ``i`` is ``func(*parameters[i])``, or
+        ``func(**parameters[i])`` for a dict of keyword arguments.
     output : list, optional
         The results so far, ``None`` where not completed. Defaults to all ``None``.
     completed : list of bool, optional

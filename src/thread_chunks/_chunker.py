@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Generic, Literal, TypeVar, Unpack, overload
+from typing import Any, Generic, Literal, Never, TypeVar, Unpack, overload
 
 from ._actors import LabelledActor
 from ._host import ResultIterator, host
-from ._options import NewOptions, Options
-from ._plan import Plan, make_plan
+from ._options import NewOptions, Options, check_no_unknown, hide_catch_all
+from ._plan import Parameters, Plan, check_map_style, make_plan
 
 __all__ = ["Chunker"]
 
@@ -47,7 +47,9 @@ class Chunker(Generic[R]):
     progress_bar : bool or dict, optional
         Show a tqdm progress bar. A dict shows one with these tqdm keyword
         arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-        Defaults to ``thread_chunks.config.progress_bar``.
+        Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+        stderr is a terminal or in a Jupyter notebook, not when it is a file or
+        a pipe.
     path : str or os.PathLike, optional
         A checkpoint file. Each result is saved as soon as its call completes,
         and a rerun with the same function and parameters skips every call
@@ -64,7 +66,7 @@ class Chunker(Generic[R]):
         Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
         process still saves the checkpoint and shows progress. ``'processes'``
         creates (and closes) a loky process pool of ``chunk_size`` workers,
-        which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+        which runs lambdas too (it needs loky: ``pip install loky``).
 
         .. versionadded:: 2.0
     errors : {'raise', 'defer', 'return'}, optional
@@ -162,7 +164,9 @@ class Chunker(Generic[R]):
         errors: _Errors = "raise",
         retries: int = 0,
         retry_delay: float = 0.1,
+        **unknown: Never,
     ) -> None:
+        check_no_unknown("Chunker", unknown)
         given = Options(
             actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
             path=path, checkpoint_every=checkpoint_every, executor=executor,
@@ -221,7 +225,7 @@ class Chunker(Generic[R]):
     @overload
     def __call__(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: None = ...,
         progress_bar: _Bar = ...,
         path: _Path = ...,
@@ -230,7 +234,7 @@ class Chunker(Generic[R]):
     @overload
     def __call__(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., Coroutine[Any, Any, S]],
         progress_bar: _Bar = ...,
         path: _Path = ...,
@@ -239,7 +243,7 @@ class Chunker(Generic[R]):
     @overload
     def __call__(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., S],
         progress_bar: _Bar = ...,
         path: _Path = ...,
@@ -247,7 +251,7 @@ class Chunker(Generic[R]):
     ) -> list[S]: ...
     def __call__(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., Any] | None = None,
         progress_bar: _Bar = None,
         path: _Path = None,
@@ -257,6 +261,7 @@ class Chunker(Generic[R]):
         errors: _Errors | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        **unknown: Never,
     ) -> list[Any]:
         """Run every call and return the results in order; see :func:`chunk`.
 
@@ -266,14 +271,17 @@ class Chunker(Generic[R]):
 
         Parameters
         ----------
-        parameters : iterable of lists or tuples
-            One argument list per call.
+        parameters : iterable of sequences or dicts
+            One row per call: an argument list, or a dict of keyword arguments
+            (see :func:`chunk`).
         func : callable, optional
             A new function for the actors, this run and the next ones.
         progress_bar : bool or dict, optional
             Show a tqdm progress bar. A dict shows one with these tqdm keyword
             arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-            Defaults to ``thread_chunks.config.progress_bar``.
+            Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+            stderr is a terminal or in a Jupyter notebook, not when it is a file or
+            a pipe.
         path : str or os.PathLike, optional
             A checkpoint file. Each result is saved as soon as its call completes,
             and a rerun with the same function and parameters skips every call
@@ -290,7 +298,7 @@ class Chunker(Generic[R]):
             Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
             process still saves the checkpoint and shows progress. ``'processes'``
             creates (and closes) a loky process pool of ``chunk_size`` workers,
-            which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+            which runs lambdas too (it needs loky: ``pip install loky``).
 
             .. versionadded:: 2.0
         errors : {'raise', 'defer', 'return'}, optional
@@ -346,13 +354,15 @@ class Chunker(Generic[R]):
             "checkpoint_every": checkpoint_every, "executor": executor,
             "errors": errors, "retries": retries, "retry_delay": retry_delay,
         }  # fmt: skip
+        check_no_unknown("Chunker.__call__", unknown)
+        check_map_style("chunker(", parameters, (func, progress_bar, path))
         with self._exclusive():
             plan = self._plan(parameters, func, given)
             return ResultIterator(plan, stream=False, stacklevel=3).outputs()
 
     async def achunk(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., Any] | None = None,
         progress_bar: _Bar = None,
         path: _Path = None,
@@ -362,6 +372,7 @@ class Chunker(Generic[R]):
         errors: _Errors | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        **unknown: Never,
     ) -> list[Any]:
         """The async twin of :meth:`__call__`: the same arguments and results.
 
@@ -369,14 +380,17 @@ class Chunker(Generic[R]):
 
         Parameters
         ----------
-        parameters : iterable of lists or tuples
-            One argument list per call.
+        parameters : iterable of sequences or dicts
+            One row per call: an argument list, or a dict of keyword arguments
+            (see :func:`chunk`).
         func : callable, optional
             A new function for the actors, this run and the next ones.
         progress_bar : bool or dict, optional
             Show a tqdm progress bar. A dict shows one with these tqdm keyword
             arguments (``desc``, ``position``, ``leave``, ...) merged over ours.
-            Defaults to ``thread_chunks.config.progress_bar``.
+            Defaults to ``thread_chunks.config.progress_bar``, which shows one when
+            stderr is a terminal or in a Jupyter notebook, not when it is a file or
+            a pipe.
         path : str or os.PathLike, optional
             A checkpoint file. Each result is saved as soon as its call completes,
             and a rerun with the same function and parameters skips every call
@@ -393,7 +407,7 @@ class Chunker(Generic[R]):
             Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This
             process still saves the checkpoint and shows progress. ``'processes'``
             creates (and closes) a loky process pool of ``chunk_size`` workers,
-            which runs lambdas too (``pip install 'thread-chunks[processes]'``).
+            which runs lambdas too (it needs loky: ``pip install loky``).
 
             .. versionadded:: 2.0
         errors : {'raise', 'defer', 'return'}, optional
@@ -435,12 +449,14 @@ class Chunker(Generic[R]):
             "checkpoint_every": checkpoint_every, "executor": executor,
             "errors": errors, "retries": retries, "retry_delay": retry_delay,
         }  # fmt: skip
+        check_no_unknown("Chunker.achunk", unknown)
+        check_map_style("chunker.achunk(", parameters, (func, progress_bar, path))
         with self._exclusive():
             return await host(self._plan(parameters, func, given))
 
     def _plan(
         self,
-        parameters: Iterable[Sequence[Any]],
+        parameters: Parameters,
         func: Callable[..., Any] | None,
         given: Mapping[str, Any],
     ) -> Plan:
@@ -463,3 +479,8 @@ class Chunker(Generic[R]):
         func = self.actors[0].get_func()
         name = getattr(func, "__qualname__", type(func).__qualname__)
         return f"Chunker({name}, chunk_size={self.chunk_size}, path={self.path!r})"
+
+
+for _method in (Chunker.__init__, Chunker.__call__, Chunker.achunk):
+    hide_catch_all(_method)
+del _method

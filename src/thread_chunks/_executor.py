@@ -106,7 +106,8 @@ def _import_loky() -> Any:
         import loky
     except ImportError:
         raise ImportError(
-            "executor='processes' needs loky: pip install 'thread-chunks[processes]'"
+            "executor='processes' needs loky (the thread-chunks[processes] extra): "
+            "pip install loky"
         ) from None
     return loky
 
@@ -316,7 +317,12 @@ class Batches:
         async with self.limiter:
             sent_at = time.perf_counter()
             future = self.executor.submit(
-                run_batch, func, arguments, stop_at_failure, self.pickled
+                run_batch,
+                func,
+                arguments,
+                stop_at_failure,
+                self.pickled,
+                self.calls.keywords,
             )
             sent = await wait_for_future(future)
             seconds = time.perf_counter() - sent_at

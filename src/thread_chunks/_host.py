@@ -81,6 +81,10 @@ class Mailbox:
         """Queue the result of call ``index``, to be streamed."""
         self.put("result", (index, result))
 
+    def skip(self, index: int) -> None:
+        """Queue that call ``index`` will have no result (a deferred failure)."""
+        self.put("skip", index)
+
     def put(self, kind: str, payload: Any) -> None:
         """Queue an item and wake whoever waits for it."""
         with self._condition:
@@ -123,16 +127,57 @@ class Mailbox:
         return items
 
 
+class InOrder:
+    """A reorder buffer: results in, in any order; out in index order.
+
+    A result goes out once every call before it has given its result or
+    will give none (a deferred failure, :meth:`skip`).
+    """
+
+    def __init__(self) -> None:
+        self.next = 0
+        """The index of the next result to go out."""
+        self._waiting: dict[int, Any] = {}
+        self._skipped: set[int] = set()
+
+    def put(self, index: int, result: Any) -> list[tuple[int, Any]]:
+        """Take call ``index``'s result; return those that can go out now."""
+        self._waiting[index] = result
+        return self._ready()
+
+    def skip(self, index: int) -> list[tuple[int, Any]]:
+        """Call ``index`` has no result; return the results that can go out now."""
+        self._skipped.add(index)
+        return self._ready()
+
+    def rest(self) -> list[tuple[int, Any]]:
+        """At the end of the run: every result still waiting, in index order."""
+        rest = sorted(self._waiting.items())
+        self._waiting.clear()
+        return rest
+
+    def _ready(self) -> list[tuple[int, Any]]:
+        ready = []
+        while True:
+            if self.next in self._waiting:
+                ready.append((self.next, self._waiting.pop(self.next)))
+            elif self.next in self._skipped:
+                self._skipped.remove(self.next)
+            else:
+                return ready
+            self.next += 1
+
+
 class HostedRun:
     """One run of a plan, hosted for an entry point.
 
     :meth:`run` runs it on an event loop; :meth:`next_blocking` (from a
     thread) or :meth:`next` (from a task) deliver what it reports, one result
-    at a time, issuing its warnings on the way; :meth:`result` returns its
-    outputs or raises what ended it.
+    at a time (in index order if ``ordered``), issuing its warnings on the
+    way; :meth:`result` returns its outputs or raises what ended it.
     """
 
-    def __init__(self, plan: Plan, stream: bool) -> None:
+    def __init__(self, plan: Plan, stream: bool, ordered: bool = False) -> None:
         self.plan = plan
         self.stream = stream
         self.ended = False
@@ -141,6 +186,7 @@ class HostedRun:
         """Set, from the run's thread, once the run has ended and saved."""
         self._mailbox = Mailbox()
         self._results: deque[tuple[int, Any]] = deque()
+        self._in_order = InOrder() if ordered else None
         self._outcome: list[Any] | BaseException | None = None
 
     async def run(self) -> None:
@@ -155,7 +201,8 @@ class HostedRun:
         outcome: list[Any] | BaseException | None = None
         try:
             emit = mailbox.emit if self.stream else None
-            outcome = await run_plan(self.plan, mailbox.warn, emit)
+            skip = mailbox.skip if self._in_order is not None else None
+            outcome = await run_plan(self.plan, mailbox.warn, emit, skip)
         except anyio.get_cancelled_exc_class():
             raise
         except BaseException as exc:
@@ -177,13 +224,22 @@ class HostedRun:
         return self._results.popleft() if self._results else END
 
     def _deliver(self, items: list[tuple[str, Any]], stacklevel: int) -> None:
+        in_order = self._in_order
         for kind, payload in items:
             if kind == "result":
-                self._results.append(payload)
+                if in_order is None:
+                    self._results.append(payload)
+                else:
+                    self._results.extend(in_order.put(*payload))
+            elif kind == "skip":
+                if in_order is not None:
+                    self._results.extend(in_order.skip(payload))
             elif kind == "warning":
                 message, category = payload
                 warnings.warn(message, category, stacklevel=stacklevel + 1)
             else:
+                if in_order is not None:  # what completed after a failure
+                    self._results.extend(in_order.rest())
                 self._outcome, self.ended = payload, True
 
     def result(self) -> list[Any]:
@@ -241,9 +297,15 @@ class ResultIterator(Iterator[tuple[int, R]]):
     saved, and nothing of the run is left running.
     """
 
-    def __init__(self, plan: Plan, stream: bool = True, stacklevel: int = 1) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        stream: bool = True,
+        stacklevel: int = 1,
+        ordered: bool = False,
+    ) -> None:
         """``stacklevel``: how many frames above ``__next__`` the user's line is."""
-        self._hosted = HostedRun(plan, stream)
+        self._hosted = HostedRun(plan, stream, ordered)
         self._stacklevel = stacklevel
         self._stack: ExitStack | None = None
         self._future: Future[None] | None = None
@@ -451,13 +513,15 @@ def _log_stopping(signal: KeyboardInterrupt | Terminated) -> None:
 
 
 @asynccontextmanager
-async def hosted_stream(plan: Plan) -> AsyncIterator[ResultStream]:
+async def hosted_stream(
+    plan: Plan, ordered: bool = False
+) -> AsyncIterator[ResultStream]:
     """The body of :func:`achunk_iter`: host ``plan`` in a task, stream results.
 
     Leaving, however early, stops the run the orderly way; then the
     remaining warnings are issued and what ended the run is raised.
     """
-    hosted = HostedRun(plan, stream=True)
+    hosted = HostedRun(plan, stream=True, ordered=ordered)
     with unwrapped_exception_groups():
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(hosted.run)

@@ -39,7 +39,7 @@ import pickle
 import struct
 import sys
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -53,16 +53,29 @@ _ATOMIC = (int, str, bytes, bool, type(None), type(Ellipsis), range, slice)
 _BY_IDENTITY = (type, types.ModuleType, enum.Enum, types.BuiltinFunctionType)
 
 
-def same_parameters(old: Sequence[Sequence[Any]], new: Sequence[Sequence[Any]]) -> bool:
+def same_parameters(
+    old: Sequence[Sequence[Any] | Mapping[str, Any]],
+    new: Sequence[Sequence[Any] | Mapping[str, Any]],
+) -> bool:
     """Return whether two parameter lists describe the same calls, in order.
 
     The argument list of one call may be a list in one and a tuple in the
     other: both mean ``func(*args)``. The arguments are compared by :func:`same`.
+    A row that is a mapping means ``func(**kwargs)``: it matches a mapping with
+    the same keywords, in any order, whose values are the same.
     """
     if len(old) != len(new):
         return False
     comparer = _Comparer()
     for old_args, new_args in zip(old, new, strict=True):
+        if isinstance(old_args, Mapping) and isinstance(new_args, Mapping):
+            if old_args.keys() != new_args.keys():
+                return False
+            if not all(comparer.same(old_args[k], new_args[k]) for k in old_args):
+                return False
+            continue
+        if isinstance(old_args, Mapping) or isinstance(new_args, Mapping):
+            return False  # keyword arguments against an argument list
         if len(old_args) != len(new_args):
             return False
         if not all(map(comparer.same, old_args, new_args)):

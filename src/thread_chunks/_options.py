@@ -13,6 +13,8 @@ is left as ``None``.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -30,7 +32,9 @@ __all__ = [
     "Options",
     "OptionsDict",
     "check_chunk_size",
+    "check_no_unknown",
     "config",
+    "hide_catch_all",
 ]
 
 
@@ -68,7 +72,9 @@ class Options:
             "bool or dict, optional",
             "Show a tqdm progress bar. A dict shows one with these tqdm keyword "
             "arguments (``desc``, ``position``, ``leave``, ...) merged over ours. "
-            "Defaults to ``thread_chunks.config.progress_bar``.",
+            "Defaults to ``thread_chunks.config.progress_bar``, which shows one "
+            "when stderr is a terminal or in a Jupyter notebook, not when it is a "
+            "file or a pipe.",
         ),
     )
     path: str | os.PathLike[str] | None = field(
@@ -98,7 +104,7 @@ class Options:
             "Dask cluster (``client.get_executor(pure=False)``), an MPI pool. This "
             "process still saves the checkpoint and shows progress. ``'processes'`` "
             "creates (and closes) a loky process pool of ``chunk_size`` workers, which "
-            "runs lambdas too (``pip install 'thread-chunks[processes]'``)."
+            "runs lambdas too (it needs loky: ``pip install loky``)."
             "\n\n.. versionadded:: 2.0",
         ),
     )
@@ -201,6 +207,61 @@ class OptionsDict(LegacyOptions, NewOptions, total=False):
     """Every option, as :func:`achunk` takes them."""
 
 
+_WORKER_COUNTS = frozenset(
+    {"n_jobs", "max_workers", "processes", "workers", "n_workers", "num_workers"}
+)
+"""How other libraries name what ``chunk_size`` sets."""
+_OTHER_NAMES = {
+    "backend": "to choose where calls run, pass executor= ('processes' or a "
+    "concurrent.futures.Executor; threads are the default)",
+    "chunksize": "calls travel to executors in batches sized automatically; to "
+    "set how many calls run at once, pass chunk_size=",
+    "progress": "to show or hide the progress bar, pass progress_bar=",
+    "ordered": "chunk(), achunk() and a Chunker give the results in order "
+    "already; ordered= is for chunk_iter() and achunk_iter()",
+}
+_NAMES = OPTION_NAMES | {"func", "parameters", "persistent", "ordered"}
+
+
+def check_no_unknown(entry: str, unknown: Mapping[str, Any]) -> None:
+    """Raise for the first keyword in ``unknown``, as Python would, with a hint.
+
+    ``entry`` is how the user called the entry point (``"chunk"``); the hint
+    maps another library's name for an option onto ours.
+    """
+    if not unknown:
+        return
+    name, value = next(iter(unknown.items()))
+    message = f"{entry}() got an unexpected keyword argument {name!r}"
+    if name in _WORKER_COUNTS:
+        whole = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        hint = (
+            f"to run {value} calls at once, pass chunk_size={value}"
+            if whole
+            else "to set how many calls run at once, pass chunk_size= (an int >= 1; "
+            "left out, it is the number of CPUs this process may use)"
+        )
+    elif name in _OTHER_NAMES:
+        hint = _OTHER_NAMES[name]
+    else:
+        close = difflib.get_close_matches(name, sorted(_NAMES), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}=?" if close else ""
+    raise TypeError(f"{message}; {hint}" if hint else message)
+
+
+def hide_catch_all(func: Any) -> Any:
+    """Show ``func``'s signature without its ``**unknown`` catch-all; return it.
+
+    The catch-all only lets :func:`check_no_unknown` say more than Python
+    would: an unknown keyword still raises ``TypeError``, as the signature
+    shown says.
+    """
+    signature = inspect.signature(func)
+    kept = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    func.__signature__ = signature.replace(parameters=kept)
+    return func
+
+
 def _check_actors(actors: object) -> None:
     if actors is None:
         return
@@ -276,9 +337,15 @@ class Config:
     default_chunk_size : int
         How many calls run at once when ``chunk_size`` is not given. Defaults
         to the number of CPUs this process may use.
-    progress_bar : bool
+    progress_bar : bool or None
         Whether a progress bar is shown when ``progress_bar`` is not given.
-        Defaults to ``True``.
+        ``None`` (the default) follows tqdm's convention: a bar when stderr is
+        a terminal or in a Jupyter notebook, none when stderr is a file or a
+        pipe (a batch job's log, a web app's logs). ``True`` shows one
+        everywhere, ``False`` nowhere.
+
+        .. versionchanged:: 2.0
+           ``None``, the default, where 1.x showed a bar everywhere.
     ray_config : dict
         The keyword arguments of ``ray.init`` when thread-chunks starts Ray
         itself, which it does only when a ``RemoteLabelledActor`` is created
@@ -290,11 +357,11 @@ class Config:
     >>> thread_chunks.config.progress_bar = False
     >>> thread_chunks.chunk(pow, [[2, 3], [3, 2]], chunk_size=2)
     [8, 9]
-    >>> thread_chunks.config.progress_bar = True
+    >>> thread_chunks.config.progress_bar = None  # the default: where watched
     """
 
     default_chunk_size: int = field(default_factory=_available_cpus)
-    progress_bar: bool = True
+    progress_bar: bool | None = None
     ray_config: dict[str, Any] = field(
         default_factory=lambda: {"num_cpus": _available_cpus()}
     )

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import inspect
 import os
+import reprlib
 from collections.abc import Callable, Iterable, Mapping, MappingView, Sequence, Set
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from ._actors import LabelledActor, is_ray_actor
+from ._actors import LabelledActor, Row, is_ray_actor
 from ._executor import check_executor
 from ._identity import FunctionIdentity, identify
 from ._journal import resolve_path
 from ._options import Options, check_chunk_size, config
 from ._ray import ray_actor_func, set_ray_actor_func
 
-__all__ = ["Plan", "is_coroutine_function", "make_plan"]
+__all__ = [
+    "Parameters",
+    "Plan",
+    "check_map_style",
+    "check_parameters",
+    "is_coroutine_function",
+    "make_plan",
+]
+
+Parameters = Iterable[Sequence[Any] | Mapping[str, Any]]
+"""What ``parameters`` may be: rows that are argument lists or keyword arguments."""
 
 
 @dataclass(frozen=True)
@@ -24,10 +35,13 @@ class Plan:
     """Everything a run needs, checked and with defaults filled in."""
 
     function: FunctionIdentity
-    parameters: list[Sequence[Any]]
+    parameters: list[Row]
+    """The rows as given: what the checkpoint saves and compares."""
     actors: list[Any]
     is_async: bool
-    progress_bar: Mapping[str, Any] | None
+    progress_bar: bool | Mapping[str, Any] | None
+    """Show a bar: always (``True``, or tqdm's options), never (``False``), or
+    where someone watches (``None``): a terminal, a notebook."""
     path: str | None
     checkpoint_every: float
     executor: Executor | str | None = None
@@ -36,6 +50,8 @@ class Plan:
     errors: str = "raise"
     retries: int = 0
     retry_delay: float = 0.1
+    keywords: bool = False
+    """Whether any row is a mapping: called ``func(**row)``."""
 
     @property
     def func_name(self) -> str:
@@ -50,7 +66,7 @@ class Plan:
 
 def make_plan(
     func: Callable[..., Any] | None,
-    parameters: Iterable[Sequence[Any]],
+    parameters: Parameters,
     options: Options,
 ) -> Plan:
     """Check ``func`` and ``parameters`` against ``options``; resolve the defaults.
@@ -106,9 +122,12 @@ def make_plan(
             )
         check_executor(executor, run_func, func_name)
     path = options.path
+    rows, keywords = check_parameters(parameters)
+    if keywords and not on_ray:
+        _check_actors_take_keywords(actor_list, rows)
     plan = Plan(
         function=function,
-        parameters=check_parameters(parameters),
+        parameters=rows,
         actors=actor_list or [LabelledActor(run_func) for _ in range(chunk_size)],
         is_async=is_async,
         progress_bar=_bar_options(options.progress_bar),
@@ -119,6 +138,7 @@ def make_plan(
         errors=options.errors,
         retries=options.retries,
         retry_delay=float(options.retry_delay),
+        keywords=keywords,
     )
     # Only now that every argument is good: give the actors the new function.
     if func is not None and on_ray:
@@ -139,17 +159,20 @@ def is_coroutine_function(func: Callable[..., Any]) -> bool:
 
 def _bar_options(
     progress_bar: bool | Mapping[str, Any] | None,
-) -> Mapping[str, Any] | None:
-    """The tqdm keyword arguments of the bar, or ``None`` for no bar."""
+) -> bool | Mapping[str, Any] | None:
+    """The bar option, the config's if not given; ``None``: where watched."""
     if progress_bar is None:
         progress_bar = config.progress_bar
-    if isinstance(progress_bar, Mapping):
-        return dict(progress_bar)
-    return {} if progress_bar else None
+    return dict(progress_bar) if isinstance(progress_bar, Mapping) else progress_bar
 
 
-def check_parameters(parameters: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
-    """Return ``parameters`` as a list, checking each entry is an argument list."""
+def check_parameters(parameters: Parameters) -> tuple[list[Row], bool]:
+    """Return ``parameters`` as a list, and whether any row is keyword arguments.
+
+    A row is an argument list: a list, a tuple, any other sequence but a
+    string, or a row of a numpy array (checked without importing numpy). A
+    mapping with string keys is the keyword arguments of its call.
+    """
     if isinstance(parameters, str | bytes) or not isinstance(parameters, Iterable):
         raise TypeError(
             "parameters must be a list of argument lists, one per call, got "
@@ -169,14 +192,92 @@ def check_parameters(parameters: Iterable[Sequence[Any]]) -> list[Sequence[Any]]
             f"{type(parameters).__name__} view, whose order is that of the "
             "dict's history; pass sorted(...) or list(...) of it"
         )
+    if isinstance(parameters, Mapping):
+        raise TypeError(
+            "parameters must be a list of argument lists or of dicts of keyword "
+            f"arguments, one per call, got a {type(parameters).__name__}; to call "
+            "func(**kwargs) once, pass [kwargs]"
+        )
     checked = list(parameters)
     if set(map(type, checked)) <= {list, tuple}:
-        return checked  # the usual case, at C speed
-    for i, args in enumerate(checked):
-        if not isinstance(args, list | tuple):
+        return checked, False  # the usual case, at C speed
+    keywords = False
+    for i, row in enumerate(checked):
+        if isinstance(row, list | tuple):
+            continue
+        if isinstance(row, Mapping):
+            keywords = True
+            for key in row:
+                if not isinstance(key, str):
+                    raise TypeError(
+                        f"parameters[{i}] is a dict of keyword arguments, whose keys "
+                        f"must be strings: got {key!r} ({type(key).__name__})"
+                    )
+        elif not _is_argument_list(row):
             raise TypeError(
-                f"parameters[{i}] must be a list or tuple of arguments for one call, "
-                f"got {args!r} ({type(args).__name__}); to call func(x) for each x, "
-                "pass [[x] for x in values]"
+                f"parameters[{i}] must be an argument list (a list, tuple or other "
+                "sequence) or a dict of keyword arguments, got "
+                f"{reprlib.repr(row)} ({type(row).__name__}); to call func(x) for "
+                "each x, pass [[x] for x in values]"
             )
-    return checked
+    return checked, keywords
+
+
+def check_map_style(call: str, parameters: object, after: Sequence[object]) -> None:
+    """Raise if the arguments look like ``map(func, xs, ys)``'s, and say the fix.
+
+    ``call`` is how the call began (``"chunk(g, "``); ``after`` holds the
+    positional arguments that follow ``parameters``. Map-style: the first of
+    them is a list of values, not of actors, and ``parameters`` starts with a
+    value, not an argument list.
+    """
+    lists = []
+    for value in after:
+        if not isinstance(value, list | tuple):
+            break
+        lists.append(value)
+    if not lists or not lists[0] or not isinstance(parameters, list | tuple):
+        return
+    first = lists[0][0]
+    if isinstance(first, LabelledActor) or is_ray_actor(first) or not parameters:
+        return
+    row = parameters[0]
+    if isinstance(row, Mapping) or _is_argument_list(row):
+        return
+    shown = ", ".join(map(reprlib.repr, [parameters, *lists]))
+    count = len(lists) + 1
+    names = ", ".join(
+        ["xs", "ys", "zs"][:count] if count <= 3 else [f"xs{k}" for k in range(count)]
+    )
+    raise TypeError(
+        f"{call}{shown}) looks like map-style arguments (one list per argument, "
+        "as map(func, xs, ys) takes them), but parameters holds one argument list "
+        f"per call: pass list(zip({names})) instead"
+    )
+
+
+def _is_argument_list(row: object) -> bool:
+    """Whether ``row`` is a sequence of arguments: not a string, not a scalar."""
+    if isinstance(row, str | bytes | bytearray | memoryview):
+        return False
+    if isinstance(row, Sequence):
+        return True
+    # A row of a numpy array (or of another array type): one dimension or more.
+    ndim = getattr(row, "ndim", None)
+    return hasattr(row, "__array__") and isinstance(ndim, int) and ndim >= 1
+
+
+def _check_actors_take_keywords(actors: Sequence[Any], rows: Sequence[Row]) -> None:
+    """Raise if an actor's own ``run`` cannot take a row's keyword arguments."""
+    first = next(i for i, row in enumerate(rows) if isinstance(row, Mapping))
+    for k, actor in enumerate(actors):
+        if type(actor).run is LabelledActor.run:
+            continue
+        kinds = {p.kind for p in inspect.signature(actor.run).parameters.values()}
+        if inspect.Parameter.VAR_KEYWORD not in kinds:
+            raise TypeError(
+                f"actors[{k}] ({type(actor).__name__}) overrides run() without "
+                f"**kwargs, so it cannot take the keyword arguments of "
+                f"parameters[{first}], a dict; give its run a **kwargs parameter "
+                "and pass it on, or pass argument lists"
+            )

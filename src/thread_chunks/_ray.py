@@ -9,11 +9,12 @@ thread_chunks never imports Ray. A call on a Ray actor is awaited through its
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import anyio
 
-from ._actors import Calls, LabelledActor, OneAtATime
+from ._actors import Calls, LabelledActor, OneAtATime, call_row
 from ._executor import wait_for_future
 from ._options import config
 
@@ -25,7 +26,8 @@ __all__ = [
 ]
 
 _NO_RAY = (
-    "RemoteLabelledActor needs Ray: pip install 'thread-chunks[ray]'. Without "
+    "RemoteLabelledActor needs Ray (the thread-chunks[ray] extra): pip install "
+    "ray. Without "
     "Ray, run the calls in threads (the default), or on processes or a cluster "
     "with executor= (see 'Beyond one machine' in the docs)"
 )
@@ -108,7 +110,8 @@ class RayActors(OneAtATime):
         be saved.
         """
         async with self.limiter:
-            ref = actor.run.remote(index, *self.calls.parameters[index])
+            send = partial(actor.run.remote, index)
+            ref = call_row(send, self.calls.parameters[index])
             # The future of an ObjectRef would let itself be cancelled, call
             # running or not: never withdraw it.
             _, result = await wait_for_future(ref.future(), withdraw=False)

@@ -12,7 +12,7 @@ import gc
 import pickle
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cloudpickle
@@ -27,11 +27,15 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 def run_batch(
     func: Callable[..., Any],
-    arguments: Sequence[Sequence[Any]] | bytes,
+    arguments: Sequence[Any] | bytes,
     stop_at_failure: bool,
     other_process: bool | None = None,
+    keywords: bool = False,
 ) -> tuple[list[Any], list[Failure]] | bytes:
     """In the worker: call ``func(*args)`` for each ``args``, in order.
+
+    With ``keywords``, an ``args`` that is a mapping is keyword arguments:
+    ``func(**args)``.
 
     A failure stops the batch when ``stop_at_failure`` is true (the run stops
     at it) or when it is not an :class:`Exception`; otherwise the next call
@@ -44,7 +48,7 @@ def run_batch(
     pickled = isinstance(arguments, bytes)
     if other_process is None:
         other_process = pickled
-    calls: Sequence[Sequence[Any]] = (
+    calls: Sequence[Any] = (
         _paused_gc(pickle.loads, arguments)
         if isinstance(arguments, bytes)
         else arguments
@@ -53,7 +57,10 @@ def run_batch(
     failures: list[Failure] = []
     for position, args in enumerate(calls):
         try:
-            results.append(func(*args))
+            if keywords and isinstance(args, Mapping):
+                results.append(func(**args))
+            else:
+                results.append(func(*args))
         except BaseException as exc:
             results.append(None)
             text = traceback.format_exc() if other_process else ""
@@ -107,7 +114,7 @@ def _sendable(exc: BaseException) -> BaseException:
     return exc
 
 
-def pickle_arguments(arguments: list[Sequence[Any]]) -> bytes:
+def pickle_arguments(arguments: list[Any]) -> bytes:
     """Pickle a batch's arguments in the driver, for :func:`run_batch`."""
     return _dumps(arguments)
 

@@ -84,6 +84,9 @@ class Progress:
     def as_json(self) -> dict[str, Any]:
         """The report as plain JSON data (times as ISO 8601 strings).
 
+        Each of the first failures is an object: ``index``,
+        ``exception_type`` and ``message``.
+
         Examples
         --------
         >>> from thread_chunks import chunk, progress
@@ -95,7 +98,10 @@ class Progress:
         data["last_write"] = (
             None if self.last_write is None else self.last_write.isoformat()
         )
-        data["first_failures"] = [list(failure) for failure in self.first_failures]
+        data["first_failures"] = [
+            {"index": index, "exception_type": kind, "message": message}
+            for index, kind, message in self.first_failures
+        ]
         return data
 
 

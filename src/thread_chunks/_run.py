@@ -12,18 +12,19 @@ than ``chunk_size`` calls ever run), then handled as ``errors`` says.
 
 from __future__ import annotations
 
+import logging
 import random
 import reprlib
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
-from ._actors import Coroutines, Strategy
+from ._actors import Coroutines, Row, Strategy
 from ._checkpoint import CallFailure
 from ._executor import Batches, BatchSizes, opened_executor
 from ._plan import Plan
@@ -31,7 +32,15 @@ from ._ray import RayActors
 from ._store import CheckpointStore, Warn
 from ._threads import Threads
 
-__all__ = ["CallsFailed", "Emit", "Workers", "bar_class", "run_plan"]
+__all__ = [
+    "CallsFailed",
+    "Emit",
+    "Workers",
+    "bar_class",
+    "bar_options",
+    "logs_clear_of_bars",
+    "run_plan",
+]
 
 Emit = Callable[[int, Any], None]
 """Called on the event loop with ``(index, result)`` as each call completes
@@ -60,10 +69,17 @@ class CallsFailed(ExceptionGroup[Exception]):
     __module__ = "thread_chunks"
 
 
-async def run_plan(plan: Plan, warn: Warn, emit: Emit | None = None) -> list[Any]:
+async def run_plan(
+    plan: Plan,
+    warn: Warn,
+    emit: Emit | None = None,
+    skip: Callable[[int], None] | None = None,
+) -> list[Any]:
     """Run a checked :class:`Plan` and return its outputs in order.
 
-    ``warn`` queues the run's warnings for the entry point to issue. ``emit``
+    ``warn`` queues the run's warnings for the entry point to issue. ``skip``
+    is told the index of each call that failed with ``errors="defer"``: it
+    will have no result. ``emit``
     sees each result as it comes: first those of earlier runs, then each new
     one as its call completes.
     """
@@ -76,8 +92,11 @@ async def run_plan(plan: Plan, warn: Warn, emit: Emit | None = None) -> list[Any
     # the progress bar, and last the checkpoint, which saves what they left.
     async with AsyncExitStack() as stack:
         if plan.path is not None:
+            # Saved as given: a mapping row stays a mapping (the store's
+            # annotation says argument lists only).
+            rows = cast("list[Sequence[Any]]", plan.parameters)
             store = await CheckpointStore.open(
-                plan.path, plan.function, plan.parameters, plan.checkpoint_every, warn
+                plan.path, plan.function, rows, plan.checkpoint_every, warn
             )
             await stack.enter_async_context(store.running())
             for i, result in store.results.items():
@@ -85,14 +104,17 @@ async def run_plan(plan: Plan, warn: Warn, emit: Emit | None = None) -> list[Any
                 if emit is not None:
                     emit(i, result)
         done = set() if store is None else set(store.results)
-        bar = _open_bar(plan, len(done))
-        if bar is not None:
+        bar = None
+        if (options := bar_options(plan.progress_bar)) is not None:
+            bar = open_bar(n, len(done), plan.func_name, options)
+            # Closed first, then the log records go their usual way again.
+            stack.enter_context(logs_clear_of_bars())
             stack.callback(bar.close)
         executor = await stack.enter_async_context(
             opened_executor(plan.executor, plan.chunk_size)
         )
         todo = (i for i in range(n) if i not in done)
-        workers = Workers(plan, outputs, store, emit, bar, todo)
+        workers = Workers(plan, outputs, store, emit, bar, todo, skip)
         limiter = anyio.CapacityLimiter(plan.chunk_size)
         strategy: Strategy
         if executor is not None:
@@ -126,11 +148,13 @@ class Workers:
         emit: Emit | None,
         bar: Any,
         todo: Iterator[int],
+        skip: Callable[[int], None] | None = None,
     ) -> None:
         self.plan = plan
         self.outputs = outputs
         self.store = store
         self.emit = emit
+        self.skip = skip
         self.bar = bar
         self._todo = todo
         self._todo_lock = threading.Lock()
@@ -141,9 +165,14 @@ class Workers:
         self.deferred: list[tuple[int, Exception]] = []
 
     @property
-    def parameters(self) -> Sequence[Sequence[Any]]:
-        """The argument lists of the run."""
+    def parameters(self) -> Sequence[Row]:
+        """The rows of the run: argument lists, or mappings of keyword arguments."""
         return self.plan.parameters
+
+    @property
+    def keywords(self) -> bool:
+        """Whether any row is a mapping of keyword arguments."""
+        return self.plan.keywords
 
     @property
     def stopped(self) -> bool:
@@ -232,6 +261,8 @@ class Workers:
             return False
         if self.plan.errors == "defer":
             self.deferred.append((index, exc))
+            if self.skip is not None:
+                self.skip(index)
         else:  # "return"
             self.outputs[index] = exc
             if self.emit is not None:
@@ -241,9 +272,11 @@ class Workers:
         return True
 
     def _note(self, i: int, exc: BaseException) -> None:
+        row = self.plan.parameters[i]
+        stars = "**" if isinstance(row, Mapping) else "*"
         exc.add_note(
-            f"raised by call {i}: {self.plan.func_name}(*parameters[{i}]) with "
-            f"parameters[{i}] = {reprlib.repr(self.plan.parameters[i])}"
+            f"raised by call {i}: {self.plan.func_name}({stars}parameters[{i}]) "
+            f"with parameters[{i}] = {reprlib.repr(row)}"
         )
 
     def raise_failures(self) -> None:
@@ -265,20 +298,54 @@ class Workers:
             )
 
 
-def _open_bar(plan: Plan, already_done: int) -> Any:
-    """The run's progress bar, or ``None``; tqdm is imported only for a bar."""
-    if plan.progress_bar is None:
-        return None
-    description = plan.func_name
+# The progress bar. By default a bar is shown where someone watches: when
+# stderr is a terminal, or in a Jupyter kernel; not when stderr is a file or a
+# pipe (a batch job's log, a web app's logs), as tqdm's own ``disable=None``
+# decides. While a bar is shown, the records of the ``thread_chunks`` logger
+# reach the handlers they would have reached anyway, with the bars cleared
+# first and redrawn after, so that a record never glues onto a bar's line. In
+# a notebook, the widget's text form, which a saved notebook shows, is left in
+# its final state.
+
+_logger = logging.getLogger("thread_chunks")
+
+
+def bar_options(
+    progress_bar: bool | Mapping[str, Any] | None,
+) -> Mapping[str, Any] | None:
+    """The tqdm keyword arguments of the bar, or ``None`` for no bar.
+
+    ``None`` (``config.progress_bar``'s default) shows one on a terminal or
+    in a notebook; ``True`` or a dict always does; ``False`` never.
+    """
+    if isinstance(progress_bar, Mapping):
+        return dict(progress_bar)
+    if progress_bar is None:
+        progress_bar = _in_notebook() or _is_terminal(sys.stderr)
+    return {} if progress_bar else None
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if isatty is not None else False
+    except (OSError, ValueError):  # a closed or detached stream
+        return False
+
+
+def open_bar(
+    total: int, already_done: int, name: str, options: Mapping[str, Any]
+) -> Any:
+    """A bar of ``total`` calls, ``already_done`` of them before; tqdm's options."""
+    description = name
     if already_done:
         description += f" (resumed, {already_done} done before)"
     arguments = {
-        "total": len(plan.parameters),
+        "total": total,
         "initial": already_done,
         "desc": description,
         "unit": "call",
     }
-    options: Mapping[str, Any] = plan.progress_bar
     return bar_class()(**(arguments | dict(options)))
 
 
@@ -294,9 +361,7 @@ def bar_class() -> Any:
         except ImportError:
             pass
         else:
-            from tqdm.notebook import tqdm as notebook_tqdm
-
-            return notebook_tqdm
+            return _notebook_bar()
     from tqdm.std import tqdm
 
     return tqdm
@@ -308,3 +373,106 @@ def _in_notebook() -> bool:
     get_ipython = getattr(ipython, "get_ipython", None)
     shell = get_ipython() if get_ipython is not None else None
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+_NotebookBar: Any = None
+
+
+def _notebook_bar() -> Any:
+    """``tqdm.notebook.tqdm``, whose saved output shows where it ended.
+
+    tqdm's widget shows itself once, so the text that a saved notebook
+    shows in place of the widget is the bar as it started (``0/n``). This
+    one shows itself with a display id and, when closed, updates that
+    display, text included, to the bar's final state.
+    """
+    global _NotebookBar
+    if _NotebookBar is not None:
+        return _NotebookBar
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    class NotebookBar(notebook_tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            here = kwargs.pop("display", True)
+            super().__init__(*args, display=False, **kwargs)
+            self._display_handle: Any = None
+            if here and not self.disable and self.delay <= 0:
+                from IPython.display import display as untyped
+
+                display: Any = untyped
+                self._display_handle = display(self.container, display_id=True)
+                self.displayed = True
+
+        def close(self) -> None:
+            super().close()
+            handle, self._display_handle = self._display_handle, None
+            if handle is not None:
+                if self.leave:
+                    handle.update(self.container)
+                else:
+                    handle.update({"text/plain": ""}, raw=True)
+
+    _NotebookBar = NotebookBar
+    return NotebookBar
+
+
+class _AroundBars(logging.Handler):
+    """The one handler of the ``thread_chunks`` logger while bars are shown.
+
+    It hands each record to the handlers that would have had it (the
+    logger's own, then its ancestors' as propagation goes, or Python's last
+    resort if there are none), with every bar cleared meanwhile.
+    """
+
+    def __init__(self, handlers: list[logging.Handler], propagate: bool) -> None:
+        super().__init__()
+        self.handlers = handlers
+        self.propagate = propagate
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.std import tqdm
+
+        with tqdm.external_write_mode(file=sys.stderr):
+            found = 0
+            handlers = self.handlers
+            parent = _logger.parent if self.propagate else None
+            while True:
+                for handler in handlers:
+                    found += 1
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
+                if parent is None:
+                    break
+                handlers = parent.handlers
+                parent = parent.parent if parent.propagate else None
+            last = logging.lastResort
+            if not found and last is not None and record.levelno >= last.level:
+                last.handle(record)
+
+
+_lock = threading.Lock()
+_runs_with_bars = 0
+_saved: tuple[list[logging.Handler], bool] = ([], True)
+
+
+@contextmanager
+def logs_clear_of_bars() -> Iterator[None]:
+    """While inside, records of ``thread_chunks`` never glue onto a bar's line.
+
+    Runs at the same time share one routing; the last to leave restores the
+    logger's handlers and propagation as they were.
+    """
+    global _runs_with_bars, _saved
+    with _lock:
+        if _runs_with_bars == 0:
+            _saved = (_logger.handlers, _logger.propagate)
+            _logger.handlers = [_AroundBars(*_saved)]
+            _logger.propagate = False
+        _runs_with_bars += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _runs_with_bars -= 1
+            if _runs_with_bars == 0:
+                _logger.handlers, _logger.propagate = _saved

@@ -17,7 +17,15 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._actors import CHECK_EVERY, LONG_CALL, TIME_SLICE, Calls, LabelledActor
+from ._actors import (
+    CHECK_EVERY,
+    LONG_CALL,
+    TIME_SLICE,
+    Calls,
+    LabelledActor,
+    call_row,
+    run_row,
+)
 
 __all__ = ["Threads"]
 
@@ -62,7 +70,7 @@ class Threads:
     async def call(self, actor: Any, index: int) -> Any:
         """One attempt at call ``index`` in a worker thread (a retry)."""
         _, result = await anyio.to_thread.run_sync(
-            actor.run, index, *self.calls.parameters[index], limiter=self.limiter
+            run_row, actor, index, self.calls.parameters[index], limiter=self.limiter
         )
         return result
 
@@ -75,6 +83,7 @@ class Threads:
         """
         calls = self.calls
         parameters, keep = calls.parameters, calls.completed_one
+        keywords = calls.keywords  # some rows are mappings of keyword arguments
         # A plain LabelledActor only calls its function: call it directly.
         func = actor.get_func() if type(actor) is LabelledActor else None
         indices: list[int] = []
@@ -91,10 +100,12 @@ class Threads:
             (i,) = taken
             started = clock()
             try:
-                if func is not None:
-                    result = func(*parameters[i])
+                if func is None:
+                    _, result = run_row(actor, i, parameters[i])
+                elif keywords:
+                    result = call_row(func, parameters[i])
                 else:
-                    _, result = actor.run(i, *parameters[i])
+                    result = func(*parameters[i])
             except BaseException as exc:  # handled on the event loop
                 if calls.stops_the_run(exc):
                     calls.stop()  # no other slice starts a call now
