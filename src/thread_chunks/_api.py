@@ -36,6 +36,7 @@ R = TypeVar("R")
 Path = str | os.PathLike[str] | None
 Bar = bool | Mapping[str, Any] | None
 Errors = Literal["raise", "defer", "return"]
+Reuse = Literal["run", "calls"]
 
 
 @overload
@@ -81,6 +82,7 @@ def chunk(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    reuse: Reuse = "run",
     **unknown: Never,
 ) -> list[Any]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
@@ -156,6 +158,17 @@ def chunk(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    reuse : {'run', 'calls'}, optional
+        What a checkpoint made for other parameters gives this run. ``'run'``
+        (the default): nothing; it is replaced and every call computed, as for
+        another function. ``'calls'``: each call whose function and arguments
+        are the same as a saved call's takes that saved result, wherever it
+        stood in the old list; the other calls are computed, the checkpoint is
+        rewritten for the new list, and the old file is kept as ``path +
+        '.previous'``. Use it to refine a sweep (add, remove or reorder rows)
+        without computing it all again.
+
+        .. versionadded:: 2.0
 
     Returns
     -------
@@ -198,7 +211,7 @@ def chunk(
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
-        errors=errors, retries=retries, retry_delay=retry_delay,
+        errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
     )  # fmt: skip
     plan = make_plan(func, parameters, options)
     return ResultIterator(plan, stream=False, stacklevel=3).outputs()
@@ -233,6 +246,7 @@ async def achunk(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    reuse: Reuse = "run",
     **unknown: Never,
 ) -> list[Any]:
     """Call ``func(*args)`` for every ``args`` in ``parameters``, a few at a time.
@@ -306,6 +320,17 @@ async def achunk(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    reuse : {'run', 'calls'}, optional
+        What a checkpoint made for other parameters gives this run. ``'run'``
+        (the default): nothing; it is replaced and every call computed, as for
+        another function. ``'calls'``: each call whose function and arguments
+        are the same as a saved call's takes that saved result, wherever it
+        stood in the old list; the other calls are computed, the checkpoint is
+        rewritten for the new list, and the old file is kept as ``path +
+        '.previous'``. Use it to refine a sweep (add, remove or reorder rows)
+        without computing it all again.
+
+        .. versionadded:: 2.0
 
     Returns
     -------
@@ -347,7 +372,7 @@ async def achunk(
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
-        errors=errors, retries=retries, retry_delay=retry_delay,
+        errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
     )  # fmt: skip
     return await host(make_plan(func, parameters, options))
 
@@ -381,6 +406,7 @@ def chunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    reuse: Reuse = "run",
     ordered: bool = False,
     **unknown: Never,
 ) -> ResultIterator[Any]:
@@ -461,6 +487,17 @@ def chunk_iter(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    reuse : {'run', 'calls'}, optional
+        What a checkpoint made for other parameters gives this run. ``'run'``
+        (the default): nothing; it is replaced and every call computed, as for
+        another function. ``'calls'``: each call whose function and arguments
+        are the same as a saved call's takes that saved result, wherever it
+        stood in the old list; the other calls are computed, the checkpoint is
+        rewritten for the new list, and the old file is kept as ``path +
+        '.previous'``. Use it to refine a sweep (add, remove or reorder rows)
+        without computing it all again.
+
+        .. versionadded:: 2.0
     ordered : bool, optional
         ``False`` (the default) gives the results in the order calls
         complete. ``True`` gives them in the order of ``parameters``, each as
@@ -495,7 +532,7 @@ def chunk_iter(
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
-        errors=errors, retries=retries, retry_delay=retry_delay,
+        errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
     )  # fmt: skip
     plan = make_plan(func, parameters, options)
     return ResultIterator(plan, stacklevel=1, ordered=ordered)
@@ -514,6 +551,7 @@ def achunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    reuse: Reuse = "run",
     ordered: bool = False,
     **unknown: Never,
 ) -> AbstractAsyncContextManager[AsyncIterator[tuple[int, Any]]]:
@@ -593,6 +631,17 @@ def achunk_iter(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    reuse : {'run', 'calls'}, optional
+        What a checkpoint made for other parameters gives this run. ``'run'``
+        (the default): nothing; it is replaced and every call computed, as for
+        another function. ``'calls'``: each call whose function and arguments
+        are the same as a saved call's takes that saved result, wherever it
+        stood in the old list; the other calls are computed, the checkpoint is
+        rewritten for the new list, and the old file is kept as ``path +
+        '.previous'``. Use it to refine a sweep (add, remove or reorder rows)
+        without computing it all again.
+
+        .. versionadded:: 2.0
     ordered : bool, optional
         ``False`` (the default) gives the results in the order calls
         complete. ``True`` gives them in the order of ``parameters``, each as
@@ -626,7 +675,7 @@ def achunk_iter(
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
-        errors=errors, retries=retries, retry_delay=retry_delay,
+        errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
     )  # fmt: skip
     plan = make_plan(func, parameters, options)
     return hosted_stream(plan, ordered)

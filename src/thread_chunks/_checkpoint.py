@@ -34,10 +34,10 @@ from ._journal import (
     OldFormat,
     load_parameters,
     loads_parameters,
+    locate,
     new_key,
     parse_header,
     read_contents,
-    with_default_extension,
     write_file,
 )
 from ._pickling import (
@@ -368,7 +368,7 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
         >>> Checkpoint.load(tmp / "f.pkl").output
         [None]
         """
-        resolved = with_default_extension(os.fspath(path))
+        resolved = locate(path)
         checkpoint, _ = read_checkpoint(resolved, cls, strict_typing)
         checkpoint.path = resolved if new_path is None else new_path
         return checkpoint

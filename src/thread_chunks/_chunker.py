@@ -90,6 +90,17 @@ class Chunker(Generic[R]):
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    reuse : {'run', 'calls'}, optional
+        What a checkpoint made for other parameters gives this run. ``'run'``
+        (the default): nothing; it is replaced and every call computed, as for
+        another function. ``'calls'``: each call whose function and arguments
+        are the same as a saved call's takes that saved result, wherever it
+        stood in the old list; the other calls are computed, the checkpoint is
+        rewritten for the new list, and the old file is kept as ``path +
+        '.previous'``. Use it to refine a sweep (add, remove or reorder rows)
+        without computing it all again.
+
+        .. versionadded:: 2.0
     persistent : bool, optional
         Kept from thread-chunks 1.x, where it kept a Ray instance alive; it
         has no effect on threads.
@@ -164,13 +175,14 @@ class Chunker(Generic[R]):
         errors: _Errors = "raise",
         retries: int = 0,
         retry_delay: float = 0.1,
+        reuse: Literal["run", "calls"] = "run",
         **unknown: Never,
     ) -> None:
         check_no_unknown("Chunker", unknown)
         given = Options(
             actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
             path=path, checkpoint_every=checkpoint_every, executor=executor,
-            errors=errors, retries=retries, retry_delay=retry_delay,
+            errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
         )  # fmt: skip
         plan = make_plan(func, [], given)
         # The actors carry the function and the chunk size from now on.
@@ -261,6 +273,7 @@ class Chunker(Generic[R]):
         errors: _Errors | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        reuse: Literal["run", "calls"] | None = None,
         **unknown: Never,
     ) -> list[Any]:
         """Run every call and return the results in order; see :func:`chunk`.
@@ -322,6 +335,17 @@ class Chunker(Generic[R]):
             jitter. Cancellation and Ctrl-C cut the wait short.
 
             .. versionadded:: 2.0
+        reuse : {'run', 'calls'}, optional
+            What a checkpoint made for other parameters gives this run. ``'run'``
+            (the default): nothing; it is replaced and every call computed, as for
+            another function. ``'calls'``: each call whose function and arguments
+            are the same as a saved call's takes that saved result, wherever it
+            stood in the old list; the other calls are computed, the checkpoint is
+            rewritten for the new list, and the old file is kept as ``path +
+            '.previous'``. Use it to refine a sweep (add, remove or reorder rows)
+            without computing it all again.
+
+            .. versionadded:: 2.0
 
         Returns
         -------
@@ -353,6 +377,7 @@ class Chunker(Generic[R]):
             "progress_bar": progress_bar, "path": path,
             "checkpoint_every": checkpoint_every, "executor": executor,
             "errors": errors, "retries": retries, "retry_delay": retry_delay,
+            "reuse": reuse,
         }  # fmt: skip
         check_no_unknown("Chunker.__call__", unknown)
         check_map_style("chunker(", parameters, (func, progress_bar, path))
@@ -372,6 +397,7 @@ class Chunker(Generic[R]):
         errors: _Errors | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        reuse: Literal["run", "calls"] | None = None,
         **unknown: Never,
     ) -> list[Any]:
         """The async twin of :meth:`__call__`: the same arguments and results.
@@ -431,6 +457,17 @@ class Chunker(Generic[R]):
             jitter. Cancellation and Ctrl-C cut the wait short.
 
             .. versionadded:: 2.0
+        reuse : {'run', 'calls'}, optional
+            What a checkpoint made for other parameters gives this run. ``'run'``
+            (the default): nothing; it is replaced and every call computed, as for
+            another function. ``'calls'``: each call whose function and arguments
+            are the same as a saved call's takes that saved result, wherever it
+            stood in the old list; the other calls are computed, the checkpoint is
+            rewritten for the new list, and the old file is kept as ``path +
+            '.previous'``. Use it to refine a sweep (add, remove or reorder rows)
+            without computing it all again.
+
+            .. versionadded:: 2.0
 
         Returns
         -------
@@ -448,6 +485,7 @@ class Chunker(Generic[R]):
             "progress_bar": progress_bar, "path": path,
             "checkpoint_every": checkpoint_every, "executor": executor,
             "errors": errors, "retries": retries, "retry_delay": retry_delay,
+            "reuse": reuse,
         }  # fmt: skip
         check_no_unknown("Chunker.achunk", unknown)
         check_map_style("chunker.achunk(", parameters, (func, progress_bar, path))

@@ -243,9 +243,9 @@ def _convert(path: str) -> int:
     is left as it is.
     """
     from ._checkpoint import Checkpoint
-    from ._journal import OPENING, with_default_extension
+    from ._journal import OPENING, locate
 
-    resolved = with_default_extension(path)
+    resolved = locate(path)
     try:
         with open(resolved, "rb") as file:
             current = file.read(len(OPENING)) == OPENING

@@ -70,6 +70,7 @@ __all__ = [
     "OldFormat",
     "Summary",
     "keep_copy",
+    "locate",
     "lock_path",
     "move_aside",
     "opening",
@@ -958,6 +959,16 @@ def with_default_extension(path: str) -> str:
     return path + ("_" if name and not name.endswith("_") else "") + "Checkpoint.pkl"
 
 
+def locate(path: str | os.PathLike[str]) -> str:
+    """Where the checkpoint at ``path`` is: the one rule of every reader and run.
+
+    ``~`` is expanded, and a path without an extension gets ``_Checkpoint.pkl``
+    (see :func:`with_default_extension`). :func:`chunk`, ``Checkpoint.load``,
+    :func:`progress` and ``thread-chunks show`` all find the file this way.
+    """
+    return with_default_extension(os.path.expanduser(os.fspath(path)))
+
+
 def resolve_path(path: str) -> str:
     """Check ``path`` as a place for a checkpoint; return it with links resolved.
 
@@ -967,12 +978,13 @@ def resolve_path(path: str) -> str:
     directory, a path below a file, or a name the file system cannot hold with
     the files kept beside it.
     """
+    path = os.path.expanduser(path)
     if os.path.isdir(path):
         raise ValueError(
             f"path {path!r} is a directory; pass a file name inside it, such "
             f"as {os.path.join(path, 'checkpoint.pkl')!r}"
         )
-    given = with_default_extension(path)
+    given = locate(path)
     resolved = os.path.realpath(given)
     directory, name = os.path.split(resolved)
     existing = directory

@@ -143,6 +143,22 @@ class Options:
         ),
     )
 
+    reuse: Literal["run", "calls"] = field(
+        default="run",
+        metadata=_doc(
+            "{'run', 'calls'}, optional",
+            "What a checkpoint made for other parameters gives this run. "
+            "``'run'`` (the default): nothing; it is replaced and every call "
+            "computed, as for another function. ``'calls'``: each call whose "
+            "function and arguments are the same as a saved call's takes that "
+            "saved result, wherever it stood in the old list; the other calls are "
+            "computed, the checkpoint is rewritten for the new list, and the old "
+            "file is kept as ``path + '.previous'``. Use it to refine a sweep "
+            "(add, remove or reorder rows) without computing it all again."
+            "\n\n.. versionadded:: 2.0",
+        ),
+    )
+
     def __post_init__(self) -> None:
         _check_actors(self.actors)
         if self.chunk_size is not None:
@@ -162,6 +178,8 @@ class Options:
             )
         if not every >= 0 or math.isinf(every):
             raise ValueError(f"checkpoint_every must be >= 0 and finite, got {every}")
+        if self.reuse not in ("run", "calls"):
+            raise ValueError(f"reuse must be 'run' or 'calls', got {self.reuse!r}")
         if self.errors not in ("raise", "defer", "return"):
             raise ValueError(
                 f"errors must be 'raise', 'defer' or 'return', got {self.errors!r}"
@@ -201,6 +219,7 @@ class NewOptions(TypedDict, total=False):
     errors: Literal["raise", "defer", "return"]
     retries: int
     retry_delay: float
+    reuse: Literal["run", "calls"]
 
 
 class OptionsDict(LegacyOptions, NewOptions, total=False):

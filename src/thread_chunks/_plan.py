@@ -50,6 +50,8 @@ class Plan:
     errors: str = "raise"
     retries: int = 0
     retry_delay: float = 0.1
+    reuse: str = "run"
+    """Whether a checkpoint of other parameters gives its matching calls."""
     keywords: bool = False
     """Whether any row is a mapping: called ``func(**row)``."""
 
@@ -138,6 +140,7 @@ def make_plan(
         errors=options.errors,
         retries=options.retries,
         retry_delay=float(options.retry_delay),
+        reuse=options.reuse,
         keywords=keywords,
     )
     # Only now that every argument is good: give the actors the new function.

@@ -19,11 +19,11 @@ from ._journal import (
     Commit,
     DamagedHeader,
     OldFormat,
+    locate,
     lock_path,
     read_contents,
     read_header,
     read_last_commit,
-    with_default_extension,
 )
 from ._pickling import key_check
 
@@ -132,7 +132,7 @@ def progress(path: str | os.PathLike[str]) -> Progress:
     2
     """
     given = os.fspath(path)
-    resolved = os.path.realpath(with_default_extension(given))
+    resolved = os.path.realpath(locate(given))
     if not stat.S_ISREG(os.stat(resolved).st_mode):  # a FIFO would block a read
         raise ValueError(f"{given!r} is not a regular file, so not a checkpoint")
     with open(resolved, "rb") as file:

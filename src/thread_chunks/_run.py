@@ -96,7 +96,12 @@ async def run_plan(
             # annotation says argument lists only).
             rows = cast("list[Sequence[Any]]", plan.parameters)
             store = await CheckpointStore.open(
-                plan.path, plan.function, rows, plan.checkpoint_every, warn
+                plan.path,
+                plan.function,
+                rows,
+                plan.checkpoint_every,
+                warn,
+                reuse=plan.reuse,
             )
             await stack.enter_async_context(store.running())
             for i, result in store.results.items():

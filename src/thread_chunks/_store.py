@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import pickle
 import reprlib
 import threading
 from collections import deque
@@ -58,7 +59,7 @@ from ._journal import (
     same_pickle,
     write_file,
 )
-from ._pickling import failure_key, is_failure_key
+from ._pickling import dumps, failure_key, is_failure_key
 
 __all__ = ["MIN_WRITE_GAP", "CheckpointStore", "Warn", "open_checkpoint_file"]
 
@@ -115,13 +116,14 @@ class CheckpointStore:
         parameters: Sequence[Sequence[Any]],
         checkpoint_every: float,
         warn: Warn,
+        reuse: str = "run",
     ) -> CheckpointStore:
         """Resume the checkpoint at ``path`` if it matches, else start a new one.
 
         Raises ``OSError`` if the file cannot be written, before any call runs.
         """
         checkpoint, journal, lock, messages = await anyio.to_thread.run_sync(
-            open_checkpoint_file, path, function, parameters
+            open_checkpoint_file, path, function, parameters, reuse
         )
         for message in messages:
             warn(message, CheckpointFailedWarning, "read")
@@ -213,6 +215,8 @@ class CheckpointStore:
         assert self._journal is not None
         if self._journal.deleted():
             self._write_again()
+        elif not self._taken:
+            self._check_lock()
         journal = self._journal
         if self._taken:
             return  # another run writes the file now: the results are returned
@@ -268,6 +272,30 @@ class CheckpointStore:
                 return written, unpicklable
         return len(pairs), unpicklable
 
+    def _check_lock(self) -> None:
+        """Make sure the lock is still ours: its file may have been deleted.
+
+        A deleted lock file lets another run lock a new one at the same path
+        and write the same checkpoint. At each write, the locked file must
+        still be the one at the lock's path; if not, the lock is taken again,
+        and if another run holds it now, this run stops writing and says so.
+        """
+        assert self._file_lock is not None
+        assert self._journal is not None
+        if self._file_lock.still_ours():
+            return
+        try:
+            self._file_lock.take_again()
+        except RuntimeError as exc:
+            self._taken = True
+            self._notify(
+                "taken",
+                f"the lock file of checkpoint {self._journal.path!r} was deleted "
+                f"during the run, and another run has locked it since ({exc}): "
+                "this run stops writing the checkpoint; its results are still "
+                "returned",
+            )
+
     def _write_again(self) -> None:
         """Write the checkpoint anew, with every result so far: it was deleted."""
         assert self._journal is not None
@@ -319,7 +347,10 @@ class CheckpointStore:
 
 
 def open_checkpoint_file(
-    path: str, function: FunctionIdentity, parameters: Sequence[Any]
+    path: str,
+    function: FunctionIdentity,
+    parameters: Sequence[Any],
+    reuse: str = "run",
 ) -> tuple[Checkpoint, Journal | None, CheckpointLock | None, list[str]]:
     """Lock ``path``, then resume the checkpoint there or start a new one.
 
@@ -340,7 +371,9 @@ def open_checkpoint_file(
         return _read_only(path, function, parameters, exc), None, None, []
     try:
         remove_leftovers(path)
-        checkpoint, journal, messages = _resume_or_create(path, function, parameters)
+        checkpoint, journal, messages = _resume_or_create(
+            path, function, parameters, reuse
+        )
     except BaseException:
         lock.release()
         raise
@@ -369,7 +402,7 @@ def _read_only(
 
 
 def _resume_or_create(
-    path: str, function: FunctionIdentity, parameters: Sequence[Any]
+    path: str, function: FunctionIdentity, parameters: Sequence[Any], reuse: str
 ) -> tuple[Checkpoint, Journal | None, list[str]]:
     messages: list[str] = []
     if os.path.exists(path) and not _written_by_us(path):
@@ -399,7 +432,9 @@ def _resume_or_create(
                 contents = None
                 error = exc
             if contents is not None:
-                resumed = _resume(path, file, contents, function, parameters, messages)
+                resumed = _resume(
+                    path, file, contents, function, parameters, messages, reuse
+                )
                 if resumed is not None:
                     return (*resumed, messages)
         if contents is None:
@@ -451,6 +486,7 @@ def _resume(
     function: FunctionIdentity,
     parameters: Sequence[Any],
     messages: list[str],
+    reuse: str = "run",
 ) -> tuple[Checkpoint, Journal | None] | None:
     """Continue the checkpoint read from ``path`` if it is this run's, else ``None``.
 
@@ -472,6 +508,8 @@ def _resume(
         saved = load_parameters(file, contents)
     old = Checkpoint.of_file(summary, saved)
     if not old.matches(function, parameters):
+        if reuse == "calls" and old.matches(function, old.parameters):
+            return _reuse(path, old, contents, function, parameters)
         _replace(path, old, len(contents.results))
         return None
     checkpoint = old
@@ -510,6 +548,53 @@ def _resume(
         finished=complete,
     )
     return checkpoint, journal
+
+
+def _reuse(
+    path: str,
+    old: Checkpoint,
+    contents: Contents,
+    function: FunctionIdentity,
+    parameters: Sequence[Any],
+) -> tuple[Checkpoint, Journal]:
+    """A checkpoint for ``parameters`` with the saved results of the same calls.
+
+    ``reuse="calls"``: each new row whose pickle is the pickle of a saved row
+    of the same function takes that row's result (equal bytes are equal
+    values; rows that are the same values in other bytes, such as sets in
+    another order, are computed again). Rows are found by their bytes as
+    dictionary keys: at C speed, whatever the number of rows.
+    """
+    saved = contents.results
+    indices = list(saved)
+    rows = map(_row_pickle, map(old.parameters.__getitem__, indices))
+    by_pickle = dict(zip(rows, indices, strict=True))
+    found = map(by_pickle.get, map(_row_pickle, parameters))
+    results = {j: saved[i] for j, i in enumerate(found) if i is not None}
+    previous = keep_copy(path, ".previous")
+    logger.warning(
+        "checkpoint %r was made for other parameters: reusing the saved results "
+        "of %d of its %d calls for the same calls among the %d given "
+        "(reuse='calls'), computing the other %d; the old file is kept in %r",
+        path,
+        len(results),
+        len(old.parameters),
+        len(parameters),
+        len(parameters) - len(results),
+        previous,
+    )
+    checkpoint = Checkpoint(function.name, parameters)
+    checkpoint.function = function
+    checkpoint.path = path
+    checkpoint.apply(results)
+    return checkpoint, _create(path, checkpoint, new_key())
+
+
+def _row_pickle(row: Any) -> bytes:
+    try:
+        return pickle.dumps(row, protocol=5)
+    except Exception:
+        return dumps(row)  # a lambda, say: by value
 
 
 def _replace(path: str, old: Checkpoint, done: int) -> None:
