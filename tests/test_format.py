@@ -102,7 +102,7 @@ def test_recovery_after_damage_never_takes_a_frame_without_the_key(
 
     assert chunk(result, parameters, chunk_size=1, progress_bar=False, path=path)
     data = bytearray(path.read_bytes())
-    start = data.index(upload)  # inside the frame of result 1
+    start = data.rindex(upload)  # inside the frame of result 1 (the last copy)
     data[start - 20] ^= 0xFF  # its index or pickle: that frame is damaged
     path.write_bytes(bytes(data))
     checkpoint = Checkpoint.load(path)

@@ -37,6 +37,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import IO, Any
 
 from filelock import FileLock, Timeout
@@ -294,7 +295,8 @@ class Journal:
     ) -> list[int]:
         if not pairs:
             return []
-        indices, results = zip(*pairs, strict=True)
+        indices = list(map(itemgetter(0), pairs))
+        results = list(map(itemgetter(1), pairs))
         if min(indices) < 0:  # failures among them: each as a frame of data
             for k, failure in pairs:
                 if is_failure_key(k):
@@ -303,7 +305,8 @@ class Journal:
             pairs = [(i, result) for i, result in pairs if not is_failure_key(i)]
             if not pairs:
                 return []
-            indices, results = zip(*pairs, strict=True)
+            indices = list(map(itemgetter(0), pairs))
+            results = list(map(itemgetter(1), pairs))
         if set(map(type, results)) <= PLAIN_TYPES and max(indices) <= _BELOW_2_32:
             writer.raw(plain_group(indices, results, self._seed))  # C loops only
             return []

@@ -35,8 +35,8 @@ import types
 import zlib
 from array import array
 from collections.abc import Callable, Sequence
-from itertools import accumulate, chain, repeat
-from operator import add, sub, xor
+from itertools import chain, repeat
+from operator import add, xor
 from typing import IO, Any
 
 import cloudpickle
@@ -163,9 +163,10 @@ def plain_group(indices: Sequence[int], results: Sequence[Any], seed: int) -> by
 
     Made with C loops only. Each result has a frame of its own, checked on its
     own, so that damage costs only the results it touches; the ``G`` frame
-    lists their indices and the lengths of their pickles, and the CRC-32 of
-    all their bytes, so that a reader takes them all in at C speed while they
-    are intact. Indices must be below 2**32 (``ValueError`` otherwise).
+    lists their indices, the lengths of their pickles, the CRC-32 of all their
+    bytes, and all the results in one pickle, so that a reader takes them all
+    in at once while they are intact. Indices must be below 2**32
+    (``ValueError`` otherwise).
     """
     pickles = list(map(pickle.dumps, results, repeat(PROTOCOL)))
     sizes = array("Q", map(len, pickles))
@@ -181,7 +182,10 @@ def plain_group(indices: Sequence[int], results: Sequence[Any], seed: int) -> by
     )
     region = b"".join(chain.from_iterable(zip(heads, pickles, strict=True)))
     table = _GROUP.pack(len(order), zlib.crc32(region)) + order.tobytes()
-    return frame(b"G", table + sizes.tobytes(), seed) + region
+    # And all the results in one pickle, which loads many times faster than
+    # one pickle each; the R frames stay, each checked on its own.
+    together = pickle.dumps(list(results), PROTOCOL)
+    return frame(b"G", table + sizes.tobytes() + together, seed) + region
 
 
 _GROUP = struct.Struct("<QI")  # how many results, the CRC-32 of their frames
@@ -216,13 +220,10 @@ def decode_group(
     indices = order.tolist()
     if not load:
         return indices, [None] * count
-    sizes = array("Q")
-    sizes.frombytes(bytes(table[_GROUP.size + 8 * count :]))
-    view = memoryview(region)
-    ends = list(accumulate(map(add, sizes, repeat(RESULT.size))))
-    starts = map(sub, ends, sizes)
-    loads: Any = pickle.loads
-    return indices, list(map(loads, map(view.__getitem__, map(slice, starts, ends))))
+    results: list[Any] = pickle.loads(table[_GROUP.size + 16 * count :])
+    if len(results) != count:
+        return None
+    return indices, results
 
 
 class FrameWriter:

@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, contextmanager
-from itertools import islice
+from itertools import filterfalse, islice
 from typing import Any, cast
 
 import anyio
@@ -104,9 +104,10 @@ async def run_plan(
                 reuse=plan.reuse,
             )
             await stack.enter_async_context(store.running())
-            for i, result in store.results.items():
-                outputs[i] = result
-                if emit is not None:
+            saved = store.results
+            outputs = list(map(saved.get, range(n)))  # at C speed
+            if emit is not None:
+                for i, result in saved.items():
                     emit(i, result)
         done = set() if store is None else set(store.results)
         bar = None
@@ -118,7 +119,7 @@ async def run_plan(
         executor = await stack.enter_async_context(
             opened_executor(plan.executor, plan.chunk_size)
         )
-        todo = (i for i in range(n) if i not in done)
+        todo = filterfalse(done.__contains__, range(n))
         workers = Workers(plan, outputs, store, emit, bar, todo, skip)
         limiter = anyio.CapacityLimiter(plan.chunk_size)
         strategy: Strategy
