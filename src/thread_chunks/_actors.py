@@ -192,6 +192,9 @@ class Calls(Protocol):
     def take(self, most: int) -> list[int]:
         """Take the indices of up to ``most`` calls to make; none left: ``[]``."""
 
+    def take_one(self) -> int | None:
+        """Take the index of the next call to make; none left: ``None``."""
+
     def stops_the_run(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised by a call's first attempt, ends the run."""
 

@@ -11,6 +11,7 @@ as :class:`CallFailure` records.
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import os
 import pickle
@@ -44,6 +45,7 @@ from ._pickling import (
     INDEX,
     DamagedFrame,
     check_payload,
+    decode_number,
     dumps,
     failure_key,
     is_failure_key,
@@ -223,7 +225,9 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
                 f"done={done} disagrees with completed, which has "
                 f"{sum(map(bool, completed))} calls done; leave out done"
             )
-        self.results: dict[int, Any] = {i: output[i] for i in range(n) if completed[i]}
+        self.results: dict[int, Any] = {
+            i: output[i] for i in itertools.compress(range(n), completed)
+        }
         self.index = max(self.results, default=-1) + 1 if index is None else index
         self.unreadable: dict[int, str] = {}
         self.failures: dict[int, CallFailure] = {}
@@ -387,9 +391,11 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
         checkpoint = cls.of_file(summary, parameters)
         for payload in payloads[2:]:
             kind, body = check_payload(payload, seed)
-            (i,) = INDEX.unpack_from(body) if kind in b"RF" else (0,)
+            (i,) = INDEX.unpack_from(body) if kind in b"RFID" else (0,)
             if kind == b"R":
                 checkpoint.apply({i: pickle.loads(body[INDEX.size :])})
+            elif kind in b"ID":
+                checkpoint.apply({i: decode_number(kind, body)})
             elif kind == b"F":
                 record = json.loads(bytes(body[INDEX.size :]))
                 checkpoint.failures[failure_key(i)] = CallFailure.of_record(record)

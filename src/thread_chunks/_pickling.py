@@ -36,7 +36,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import chain, repeat
-from operator import add, xor
+from operator import add, itemgetter, xor
 from typing import IO, Any
 
 import cloudpickle
@@ -44,6 +44,8 @@ import cloudpickle
 __all__ = [
     "HEAD",
     "INDEX",
+    "NUMBER_KINDS",
+    "NUMBER_SIZE",
     "PLAIN_TYPES",
     "PROTOCOL",
     "RESULT",
@@ -51,12 +53,16 @@ __all__ = [
     "FrameWriter",
     "check_payload",
     "decode_group",
+    "decode_number",
+    "decode_numbers",
     "dumps",
     "failure_key",
     "frame",
     "group_size",
     "is_failure_key",
     "key_check",
+    "number_group",
+    "numbers_size",
     "plain_group",
     "result_seed",
     "write_at",
@@ -97,9 +103,17 @@ def dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def dump(obj: Any, file: IO[bytes] | Any) -> None:
-    """Pickle ``obj`` to ``file`` (anything with a ``write`` method), streamed."""
-    _Pickler(file, protocol=PROTOCOL).dump(obj)
+def dump(obj: Any, file: IO[bytes] | Any, fast: bool = False) -> None:
+    """Pickle ``obj`` to ``file`` (anything with a ``write`` method), streamed.
+
+    ``fast``: with the standard pickler alone, all in C, which fails on what
+    only cloudpickle can store; the caller then starts again without it. Both
+    give the same bytes for what both can pickle.
+    """
+    if fast:
+        pickle.Pickler(file, protocol=PROTOCOL).dump(obj)
+    else:
+        _Pickler(file, protocol=PROTOCOL).dump(obj)
 
 
 def _importable(obj: types.FunctionType | type) -> bool:
@@ -149,13 +163,84 @@ RESULT = struct.Struct("<cQIcq")
 _MASK = 0xFFFFFFFF
 
 
-def result_seed(seed: int, index: int) -> int:
-    """Where the check of the result of call ``index`` starts.
+def result_seed(seed: int, index: int, kind: bytes = b"R") -> int:
+    """Where the check of a result frame (``R``, ``I``, ``D``) of call ``index`` starts.
 
-    An ``R`` frame's check is the CRC-32 of its pickle from here: a change of
-    the index changes it, with no bytes to hash for it.
+    Its check is the CRC-32 of its pickle (or of its number's 8 bytes) from
+    here: a change of the index or of the kind changes it, with no bytes to
+    hash for them.
     """
-    return (zlib.crc32(b"R", seed) ^ index ^ (index >> 32)) & _MASK
+    return (zlib.crc32(kind, seed) ^ index ^ (index >> 32)) & _MASK
+
+
+NUMBER_KINDS = {int: (b"I", "q"), float: (b"D", "d")}
+"""Results of these exact types are framed as 8 bytes, not as pickles."""
+_NUMBERS = struct.Struct("<QIc")  # how many, the CRC-32 of their frames, I or D
+_NUMBER = {kind: struct.Struct(f"<cQIcq{code}") for kind, code in NUMBER_KINDS.values()}
+NUMBER_SIZE = 30
+"""The size of an ``I`` or ``D`` frame: its head, the index, the number."""
+_INDEX_IN_NUMBER = struct.Struct("<14xq8x")
+_VALUE_IN_NUMBER = {b"I": struct.Struct("<22xq"), b"D": struct.Struct("<22xd")}
+
+
+def number_group(
+    indices: Sequence[int], results: Sequence[Any], kind: bytes, seed: int
+) -> bytes:
+    """An ``N`` frame, then an ``I`` (or ``D``) frame per number: no pickle at all.
+
+    For results that are all ``int`` in 64 bits (``OverflowError`` otherwise),
+    or all ``float``; indices below 2**32. Each number has its frame and its
+    check; the ``N`` frame holds their count and the CRC-32 of their bytes, so
+    that a reader takes them all in with one ``struct.iter_unpack``.
+    """
+    code = "q" if kind == b"I" else "d"
+    values = array(code, results)
+    order = array("q", indices)
+    if order and (max(order) > _MASK or min(order) < 0):
+        raise ValueError("indices of number groups must be below 2**32")
+    number = struct.Struct("<" + code).pack
+    checks = map(
+        zlib.crc32, map(number, values), map(xor, order, repeat(zlib.crc32(kind, seed)))
+    )
+    frames = map(
+        _NUMBER[kind].pack,
+        repeat(pickle.BINBYTES8),
+        repeat(NUMBER_SIZE - 9),
+        checks,
+        repeat(kind),
+        order,
+        values,
+    )
+    region = b"".join(frames)
+    return (
+        frame(b"N", _NUMBERS.pack(len(order), zlib.crc32(region), kind), seed) + region
+    )
+
+
+def decode_numbers(
+    region: bytes | memoryview, table: bytes | memoryview
+) -> tuple[list[int], list[Any]] | None:
+    """The indices and numbers of the frames an ``N`` frame (``table``) lists.
+
+    ``None`` if their bytes are not those that were written.
+    """
+    count, check, kind = _NUMBERS.unpack_from(table)
+    if len(region) != NUMBER_SIZE * count or zlib.crc32(region) != check:
+        return None
+    first = itemgetter(0)
+    indices = list(map(first, _INDEX_IN_NUMBER.iter_unpack(region)))
+    return indices, list(map(first, _VALUE_IN_NUMBER[kind].iter_unpack(region)))
+
+
+def numbers_size(table: bytes | memoryview) -> int:
+    """How many bytes the frames that an ``N`` frame lists take."""
+    count: int = _NUMBERS.unpack_from(table)[0]
+    return NUMBER_SIZE * count
+
+
+def decode_number(kind: bytes, body: bytes | memoryview) -> Any:
+    """The number in the body of an ``I`` or ``D`` frame (after its index)."""
+    return struct.unpack_from("<q" if kind == b"I" else "<d", body, INDEX.size)[0]
 
 
 def plain_group(indices: Sequence[int], results: Sequence[Any], seed: int) -> bytes:
@@ -295,16 +380,30 @@ class FrameWriter:
         raised: the next frame goes where this one began.
         """
         begin = self.offset
-        self.pending += bytes(RESULT.size)  # the head, filled in when sealed
-        self.crc = result_seed(self.seed, index)
-        try:
-            dump(obj, self)
-        except BaseException:
-            if not self.io_error:
-                self._rewind(begin)
-            raise
+        for fast in (True, False):
+            self.pending += bytes(RESULT.size)  # the head, filled in when sealed
+            self.crc = result_seed(self.seed, index)
+            try:
+                dump(obj, self, fast)
+                break
+            except BaseException:
+                if not self.io_error:
+                    self._rewind(begin)
+                if self.io_error or not fast:
+                    raise
         length = self.offset - begin - 9
         self._seal(begin, RESULT.pack(pickle.BINBYTES8, length, self.crc, b"R", index))
+
+    def streamed_fast(
+        self, kind: bytes, fill: Callable[[FrameWriter, bool], None]
+    ) -> None:
+        """:meth:`streamed` with ``fill(self, fast=True)``, else with ``False``."""
+        try:
+            self.streamed(kind, lambda out: fill(out, True))
+        except Exception:
+            if self.io_error:
+                raise
+            self.streamed(kind, lambda out: fill(out, False))
 
     def streamed(self, kind: bytes, fill: Callable[[FrameWriter], None]) -> None:
         """Write one frame of ``kind`` whose body ``fill(self)`` writes.
@@ -372,9 +471,9 @@ def check_payload(payload: bytes | memoryview, seed: int) -> tuple[bytes, memory
         raise DamagedFrame("a checkpoint frame is cut short")
     (check,) = struct.unpack_from("<I", view)
     kind, body = bytes(view[4:5]), view[5:]
-    if kind == b"R" and len(body) >= INDEX.size:
+    if kind in (b"R", b"I", b"D") and len(body) >= INDEX.size:
         (index,) = INDEX.unpack_from(body)
-        computed = zlib.crc32(body[INDEX.size :], result_seed(seed, index))
+        computed = zlib.crc32(body[INDEX.size :], result_seed(seed, index, kind))
     else:
         computed = zlib.crc32(body, zlib.crc32(kind, seed))
     if computed != check:

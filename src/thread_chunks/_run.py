@@ -196,6 +196,11 @@ class Workers:
         with self._todo_lock:
             return list(islice(self._todo, most))
 
+    def take_one(self) -> int | None:
+        """Take the index of the next call to make, from any thread."""
+        with self._todo_lock:
+            return next(self._todo, None)
+
     @property
     def first_failure_stops(self) -> bool:
         """Whether the first failure of a call (an Exception) ends the run."""

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 import anyio
@@ -243,20 +244,25 @@ class CheckpointStore:
 
     def _keep(self, pairs: list[tuple[int, Any]], unpicklable: list[int]) -> None:
         """Apply what was written to the checkpoint, kept to write it again."""
-        saved = dict(pairs)
-        for i in unpicklable:
-            del saved[i]
         checkpoint = self._checkpoint
-        if self._failures_queued and saved and is_failure_key(min(saved)):
-            checkpoint.failures.update(
-                {
-                    failure_key(k): CallFailure(*failure[:5])
-                    for k, failure in saved.items()
-                    if is_failure_key(k)
-                }
-            )
-            saved = {i: result for i, result in saved.items() if i >= 0}
-        checkpoint.apply(saved)
+        if unpicklable or self._failures_queued:
+            saved = dict(pairs)
+            for i in unpicklable:
+                del saved[i]
+            if saved and is_failure_key(min(saved)):
+                checkpoint.failures.update(
+                    {
+                        failure_key(k): CallFailure(*failure[:5])
+                        for k, failure in saved.items()
+                        if is_failure_key(k)
+                    }
+                )
+                saved = {i: result for i, result in saved.items() if i >= 0}
+            checkpoint.apply(saved)
+        else:  # the usual case: results only, all written
+            checkpoint.results.update(pairs)
+            last = max(map(itemgetter(0), pairs))
+            checkpoint.index = max(checkpoint.index, last + 1)
         assert self._journal is not None
         commit = self._journal.commit
         commit.done, commit.failures = checkpoint.done, checkpoint.failures

@@ -92,12 +92,12 @@ class Threads:
         exhausted = False
         clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
         deadline = clock() + TIME_SLICE
+        take = calls.take_one
         while not calls.stopped:
-            taken = calls.take(1)
-            if not taken:
+            i = take()
+            if i is None:
                 exhausted = True
                 break
-            (i,) = taken
             started = clock()
             try:
                 if func is None:
