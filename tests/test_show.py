@@ -62,10 +62,10 @@ def test_show_failures(tmp_path: Path) -> None:
           path=path)  # fmt: skip
     out = show(str(path))
     assert "failures    1" in out.stdout
-    assert "  call 2: ValueError: bad input 2" in out.stdout
+    assert "  call 2: ValueError: bad input 2\n    with [2]\n" in out.stdout
     report = progress(path)
     assert (report.done, report.failures) == (4, 1)
-    assert report.first_failures == ((2, "ValueError", "bad input 2"),)
+    assert report.first_failures == ((2, "ValueError", "bad input 2", "[2]"),)
 
 
 def test_show_a_running_checkpoint(tmp_path: Path) -> None:
@@ -145,7 +145,12 @@ def test_json_failures_are_objects(tmp_path: Path) -> None:
           path=path)  # fmt: skip
     data = json.loads(show(str(path), "--json").stdout)
     assert data["first_failures"] == [
-        {"index": 2, "exception_type": "ValueError", "message": "bad input 2"}
+        {
+            "index": 2,
+            "exception_type": "ValueError",
+            "message": "bad input 2",
+            "arguments": "[2]",
+        }
     ]
 
 

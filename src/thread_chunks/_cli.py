@@ -150,10 +150,11 @@ def _detailed(report: Progress) -> str:
         f"done        {report.done} of {report.total} ({_percent(report)})",
         f"failures    {report.failures}",
     ]
-    lines += [
-        f"  call {index}: {kind}: {message}"
-        for index, kind, message in report.first_failures
-    ]
+    width = shutil.get_terminal_size().columns
+    for index, kind, message, arguments in report.first_failures:
+        lines.append(f"  call {index}: {kind}: {message}")
+        if arguments:  # the parameters of the call, cut to the terminal's width
+            lines.append(f"    with {arguments}"[:width])
     lines.append(f"size        {_size(report.size_bytes)}")
     if report.last_write is not None:
         written = report.last_write.strftime("%Y-%m-%d %H:%M:%S UTC")

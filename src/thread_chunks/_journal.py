@@ -209,6 +209,8 @@ class Commit:
     """The failures of calls not done since, by index (``CallFailure`` s)."""
     history: list[list[float]] = field(default_factory=list)
     """``[time, done]`` of the last commits, for the rate."""
+    describe: Callable[[int], str] | None = None
+    """A short ``repr`` of the arguments of call ``i``, for its failure."""
 
     def info(self, now: float) -> dict[str, Any]:
         self.history = [*self.history[-(_HISTORY - 1) :], [now, self.done]]
@@ -221,6 +223,7 @@ class Commit:
                     "index": i,
                     "exception_type": self.failures[i][0],
                     "message": self.failures[i][1],
+                    "arguments": "" if self.describe is None else self.describe(i),
                 }
                 for i in first
             ],

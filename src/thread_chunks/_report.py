@@ -49,7 +49,8 @@ class Progress:
     failures : int
         How many calls failed and have not succeeded since.
     first_failures : tuple
-        The first few failures: ``(index, exception type, message)``.
+        The first few failures: ``(index, exception type, message,
+        arguments)``, the arguments as a short ``repr``.
     running : bool or None
         Whether a run holds the checkpoint's lock now (``None``: unknown).
     size_bytes : int
@@ -74,7 +75,7 @@ class Progress:
     done: int
     total: int
     failures: int
-    first_failures: tuple[tuple[int, str, str], ...]
+    first_failures: tuple[tuple[int, str, str, str], ...]
     running: bool | None
     size_bytes: int
     last_write: datetime | None
@@ -85,7 +86,7 @@ class Progress:
         """The report as plain JSON data (times as ISO 8601 strings).
 
         Each of the first failures is an object: ``index``,
-        ``exception_type`` and ``message``.
+        ``exception_type``, ``message`` and ``arguments``.
 
         Examples
         --------
@@ -99,8 +100,13 @@ class Progress:
             None if self.last_write is None else self.last_write.isoformat()
         )
         data["first_failures"] = [
-            {"index": index, "exception_type": kind, "message": message}
-            for index, kind, message in self.first_failures
+            {
+                "index": index,
+                "exception_type": kind,
+                "message": message,
+                "arguments": arguments,
+            }
+            for index, kind, message, arguments in self.first_failures
         ]
         return data
 
@@ -164,7 +170,12 @@ def progress(path: str | os.PathLike[str]) -> Progress:
         total=total,
         failures=int(info["failures"]),
         first_failures=tuple(
-            (int(f["index"]), str(f["exception_type"]), str(f["message"]))
+            (
+                int(f["index"]),
+                str(f["exception_type"]),
+                str(f["message"]),
+                str(f.get("arguments", "")),
+            )
             for f in info["first_failures"]
         ),
         running=running,

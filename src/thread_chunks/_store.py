@@ -108,6 +108,12 @@ class CheckpointStore:
         finished: no two writes of the journal ever overlap."""
         self._io_limiter = anyio.CapacityLimiter(1)
         self._warn = warn
+        if journal is not None:
+            journal.commit.describe = self._describe
+
+    def _describe(self, index: int) -> str:
+        """A short ``repr`` of the arguments of call ``index``."""
+        return reprlib.repr(self._checkpoint.parameters[index])
 
     @classmethod
     async def open(
@@ -320,6 +326,7 @@ class CheckpointStore:
             )
             return
         self._journal = _create(path, self._checkpoint, self._journal.key)
+        self._journal.commit.describe = self._describe
         self._notify(
             "deleted",
             f"checkpoint {path!r} was deleted during the run (its directory "
