@@ -328,6 +328,21 @@ def main() -> None:
             t_resume,
             "<= 1.0",
         )
+        # The same checkpoint for one more row, with reuse="calls": every saved
+        # result is found again by its row, and only the new row computed.
+        more = [[i] for i in range(n_resume + 1)]
+        t_reuse = timed(
+            lambda: chunk(
+                tiny, more, chunk_size=2, progress_bar=False, path=path, reuse="calls"
+            )
+        )
+        row(
+            f"reuse {n_resume:,} saved results for {n_resume + 1:,} rows",
+            f"{t_reuse:.3f} s",
+            f"{t_resume:.3f} s to resume them",
+            t_reuse / t_resume,
+            "<= 1.5",
+        )
         n_show = 2_000_000 // scale
         path = work.fresh_path()
         chunked(tiny, n_show, path)()

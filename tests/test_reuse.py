@@ -35,7 +35,7 @@ def test_a_sweep_extended_by_one_row_computes_exactly_that_row(
         out = run_chunk(counted, grid, progress_bar=False, path=path, reuse="calls")
     assert counted.calls == [(99.0, 1.0)]
     assert out == [x * 10 + y for x, y in grid]
-    assert "reusing the saved results of 200 of its 200 calls" in caplog.text
+    assert "reusing the saved results of all its 200 calls" in caplog.text
     assert (tmp_path / "sweep.pkl.previous").exists()
     checkpoint = Checkpoint.load(path)  # rewritten for the new list
     assert checkpoint.parameters == grid

@@ -23,11 +23,11 @@ import pickle
 import reprlib
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from itertools import islice
-from operator import itemgetter
+from itertools import compress, islice, repeat
+from operator import is_not, itemgetter
 from typing import Any
 
 import anyio
@@ -476,9 +476,7 @@ def _resume_or_create(
 def _create(path: str, checkpoint: Checkpoint, key: bytes) -> Journal:
     """Replace ``path`` by a new file holding ``checkpoint``'s results so far."""
     function = checkpoint.function
-    failures = [
-        (failure_key(i), failure) for i, failure in sorted(checkpoint.failures.items())
-    ]
+    failures = [(failure_key(i), failure) for i, failure in checkpoint.failures.items()]
     journal = write_file(
         path,
         checkpoint.summary(),
@@ -486,7 +484,7 @@ def _create(path: str, checkpoint: Checkpoint, key: bytes) -> Journal:
         () if function is None else function.bound,
         checkpoint.parameters,
         commit=Commit(checkpoint.done, checkpoint.failures),
-        results=[*sorted(checkpoint.results.items()), *failures],
+        results=[*checkpoint.results.items(), *failures],
     )
     assert journal is not None
     return journal
@@ -518,13 +516,24 @@ def _resume(
     same = same_name and same_pickle(
         file, contents.parameters_at, function.bound, parameters
     )
+    total = int(summary["total"])
+    if (
+        not same
+        and reuse == "calls"
+        and same_name
+        and len(parameters) > total
+        and same_pickle(
+            file, contents.parameters_at, function.bound, parameters[:total]
+        )
+    ):  # the old rows, then new ones: every saved frame stays as it is
+        return _extend(path, file, contents, function, parameters)
     if same:
         saved = (function.bound, parameters, None)
     else:
         saved = load_parameters(file, contents)
     old = Checkpoint.of_file(summary, saved)
     if not (same or old.matches(function, parameters)):
-        if reuse == "calls" and old.matches(function, old.parameters):
+        if reuse == "calls" and _same_function(old, function):
             return _reuse(path, old, contents, function, parameters)
         _replace(path, old, len(contents.results))
         return None
@@ -583,10 +592,18 @@ def _reuse(
     """
     saved = contents.results
     indices = list(saved)
-    rows = map(_row_pickle, map(old.parameters.__getitem__, indices))
+    rows = _row_pickles(list(map(old.parameters.__getitem__, indices)))
     by_pickle = dict(zip(rows, indices, strict=True))
-    found = map(by_pickle.get, map(_row_pickle, parameters))
-    results = {j: saved[i] for j, i in enumerate(found) if i is not None}
+    found: list[Any] = list(map(by_pickle.get, _row_pickles(parameters)))
+    kept = list(map(is_not, found, repeat(None)))  # every loop here runs in C
+    chosen: Iterator[int] = compress(found, kept)
+    results = dict(
+        zip(
+            compress(range(len(found)), kept),
+            map(saved.__getitem__, chosen),
+            strict=True,
+        )
+    )
     previous = keep_copy(path, ".previous")
     logger.warning(
         "checkpoint %r was made for other parameters: reusing the saved results "
@@ -606,11 +623,64 @@ def _reuse(
     return checkpoint, _create(path, checkpoint, new_key())
 
 
-def _row_pickle(row: Any) -> bytes:
+def _extend(
+    path: str,
+    file: Any,
+    contents: Contents,
+    function: FunctionIdentity,
+    parameters: Sequence[Any],
+) -> tuple[Checkpoint, Journal]:
+    """``reuse="calls"`` for a sweep whose new rows come after all the old ones.
+
+    Every saved result keeps its index: the new file is the new parameters,
+    then the old file's frames copied as they are (not decoded).
+    """
+    previous = keep_copy(path, ".previous")
+    logger.warning(
+        "checkpoint %r was made for other parameters: reusing the saved results "
+        "of all its %d calls, the first of the %d given (reuse='calls'), and "
+        "computing the other %d; the old file is kept in %r",
+        path,
+        int(contents.summary["total"]),
+        len(parameters),
+        len(parameters) - len(contents.results),
+        previous,
+    )
+    checkpoint = Checkpoint(function.name, parameters)
+    checkpoint.function = function
+    checkpoint.path = path
+    checkpoint.results = contents.results
+    checkpoint.unreadable = contents.unreadable
+    checkpoint.failures = {
+        i: CallFailure.of_record(record) for i, record in contents.failures.items()
+    }
+    checkpoint.index = max(checkpoint.results, default=-1) + 1
+    journal = write_file(
+        path,
+        checkpoint.summary(),
+        contents.key,  # the copied frames are checked with it
+        function.bound,
+        parameters,
+        commit=Commit(checkpoint.done, checkpoint.failures),
+        then_copy=copy_frames(file, contents.intact),
+    )
+    assert journal is not None
+    return checkpoint, journal
+
+
+def _row_pickles(rows: Sequence[Any]) -> list[bytes]:
+    """The pickle of each row: at C speed, unless a row needs cloudpickle."""
     try:
-        return pickle.dumps(row, protocol=5)
+        return list(map(pickle.dumps, rows, repeat(5)))
     except Exception:
-        return dumps(row)  # a lambda, say: by value
+        return list(map(dumps, rows))  # a lambda, say: by value
+
+
+def _same_function(old: Checkpoint, function: FunctionIdentity) -> bool:
+    """Whether the checkpoint ``old`` was made for ``function``."""
+    if old.function is None:  # made by hand, or by 1.x: the name only
+        return old.func_name == function.name
+    return old.function.same_function(function)
 
 
 def _replace(path: str, old: Checkpoint, done: int) -> None:
