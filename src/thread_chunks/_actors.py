@@ -233,15 +233,16 @@ class OneAtATime:
     async def work(self, actor: Any) -> None:
         """Await one call after another until none is left or the run stops."""
         calls, clock = self.calls, time.perf_counter
+        take, keep, report = calls.take_one, calls.completed_one, calls.reported
+        cancelled = anyio.get_cancelled_exc_class()
         deadline = clock() + TIME_SLICE
         count = 0
-        while not calls.stopped and (taken := calls.take(1)):
-            (i,) = taken
+        while not calls.stopped and (i := take()) is not None:
             count += 1
             started = clock()
             try:
                 result = await self.call(actor, i)
-            except anyio.get_cancelled_exc_class():
+            except cancelled:
                 raise
             except BaseException as exc:
                 if calls.stops_the_run(exc):
@@ -249,8 +250,8 @@ class OneAtATime:
                 if not await calls.failed(actor, i, exc):
                     return
             else:
-                calls.completed(taken, [result])
-                calls.reported(taken, [result])
+                keep(i, result)
+                report((i,), (result,))
             # A coroutine that never awaits never lets the event loop run:
             # make room for the other tasks once a slice, and check for
             # cancellation as the threads do.
@@ -270,5 +271,11 @@ class Coroutines(OneAtATime):
     """
 
     async def call(self, actor: Any, index: int) -> Any:
-        _, coroutine = run_row(actor, index, self.calls.parameters[index])
+        row = self.calls.parameters[index]
+        if self.calls.keywords:
+            _, coroutine = run_row(actor, index, row)
+        elif type(actor) is LabelledActor:  # only calls its function
+            coroutine = actor.get_func()(*row)
+        else:
+            _, coroutine = actor.run(index, *row)
         return await coroutine
