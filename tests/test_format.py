@@ -279,3 +279,73 @@ def test_thread_chunks_convert_rewrites_old_files_and_the_run_resumes(
     ]
     assert sorted(calls) == [1, 3]
     assert main(["convert", str(tmp_path / "missing.pkl")]) == 2
+
+
+def test_a_failure_that_later_succeeds_leaves_the_report(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    failing = [True]
+
+    def f(i: int) -> int:
+        if i == 2 and failing[0]:
+            raise ValueError("bad 2")
+        return i
+
+    chunk(f, [[i] for i in range(5)], errors="return", progress_bar=False, path=path)
+    assert progress(path).failures == 1
+    failing[0] = False
+    assert chunk(f, [[i] for i in range(5)], progress_bar=False, path=path) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert progress(path).failures == 0
+    assert progress(path).first_failures == ()
+
+
+def test_a_large_result_that_cannot_be_pickled_leaves_no_bytes_behind(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from thread_chunks._journal import read_contents
+
+    path = tmp_path / "ck.pkl"
+
+    def f(i: int) -> Any:
+        return [b"x" * (4 << 20), threading.Lock()] if i == 0 else i
+
+    with pytest.warns(CheckpointFailedWarning, match="cannot be pickled"):
+        chunk(f, [[0], [1]], chunk_size=1, progress_bar=False, path=path)
+    with path.open("rb") as file:
+        contents = read_contents(file)
+    assert not contents.tail_damaged
+    assert not contents.damaged
+    assert path.stat().st_size < 1 << 20
+
+
+def test_saving_a_checkpoint_with_an_unpicklable_result_refuses(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    path = tmp_path / "ck.pkl"
+    Checkpoint("f", [[1]], output=[5], completed=[True]).save(str(path))
+    before = path.read_bytes()
+    unsaveable = Checkpoint(
+        "f", [[1], [2]], output=[threading.Lock(), 5], completed=[True, True]
+    )
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        unsaveable.save(str(path))
+    assert path.read_bytes() == before  # the old file, whole
+
+
+def test_a_complete_file_that_was_never_finished_is_finished(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pkl"
+    chunk(abs, [[-1], [-2]], progress_bar=False, path=path)
+    path.write_bytes(path.read_bytes()[:-3])  # a crash before the end
+    with pytest.raises((pickle.UnpicklingError, EOFError)):
+        pickle.loads(path.read_bytes())
+    assert chunk(abs, [[-1], [-2]], progress_bar=False, path=path) == [1, 2]
+    assert pickle.loads(path.read_bytes()).output == [1, 2]

@@ -2,10 +2,10 @@
 
 ``Checkpoint`` is a ``saveable_objects.SaveableObject``: it keeps that
 package's contract (``save``, ``load``, ``update_save``, the path rules, a
-file that ``pickle.load`` reads), but writes through the journal format:
-atomically, every result in a pickle of its own, so that one unreadable
-result costs only itself. The failures of calls are kept beside the results,
-as :class:`CallFailure` records.
+file that ``pickle.load`` reads), but writes through the checkpoint file
+format (``_journal``): atomically, every result in a frame of its own, so
+that one unreadable result costs only itself. The failures of calls are kept
+beside the results, as :class:`CallFailure` records.
 """
 
 from __future__ import annotations
@@ -476,6 +476,7 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
             commit=Commit(self.done, dict(self.failures)),
             results=[*sorted(self.results.items()), *failures],
             finished=True,
+            strict=True,
         )
 
     def summary(self) -> dict[str, Any]:

@@ -292,6 +292,8 @@ class Journal:
                 before_commit(unpicklable)
             writer.raw(commit_frame(self._seed, self.commit.info(time.time())))
             writer.flush()
+            if os.fstat(self._fd).st_size > writer.offset:
+                os.ftruncate(self._fd, writer.offset)  # a rewound frame's bytes
             os.fsync(self._fd)
         except BaseException:
             os.ftruncate(self._fd, self._end)
@@ -368,13 +370,16 @@ def write_file(
     then_copy: Callable[[int, int], int] | None = None,
     results: Sequence[tuple[int, Any]] = (),
     finished: bool = False,
+    strict: bool = False,
 ) -> Journal | None:
     """Atomically replace ``path`` by a new file: header, parameters, results.
 
     ``bound`` and ``parameters`` are pickled straight to the file, never whole
     in memory, unless ``copy(fd, offset)`` is given: it copies the frames of
     an earlier file (the parameters' frame first) and returns where they end.
-    Then ``results`` (as :meth:`Journal.append` takes them) and a commit.
+    Then ``results`` (as :meth:`Journal.append` takes them) and a commit;
+    ``strict``: a result that cannot be pickled raises ``TypeError``, and the
+    file at ``path`` stays as it was (else it is left out).
     Returns the file open for appending, or ``None`` if ``finished``.
     """
     key_seed = key_check(key)
@@ -397,9 +402,16 @@ def write_file(
         if results:
             journal._end = end
             writer = FrameWriter(fd, end, key_seed)
-            journal._frames(writer, results)
+            unpicklable = journal._frames(writer, results)
+            if unpicklable and strict:
+                raise TypeError(
+                    f"the result of call {unpicklable[0]} cannot be pickled, so "
+                    f"the checkpoint cannot be saved to {path!r} whole"
+                )
             writer.flush()
             end = writer.offset
+            if os.fstat(fd).st_size > end:
+                os.ftruncate(fd, end)  # a rewound frame's bytes
         data = commit_frame(key_seed, commit.info(time.time()))
         return write_at(fd, data + TAIL if finished else data, end)
 
@@ -626,7 +638,7 @@ def _frame_at(
     if head is None or len(head[0]) != 1 or head[0] not in b"GRFCNID":
         return None
     kind, end, check = head
-    if end - position > 1 << 31 and kind != b"R":
+    if end - position > 1 << 31 and kind not in b"RG":
         return None
     body = memoryview(file.read(end - position - HEAD.size))
     if kind in b"RID":

@@ -16,11 +16,12 @@ body::
 The check is the CRC-32 of the kind and the body *seeded with the file's own
 random key* (16 bytes in its header): a frame that data forged, or a frame of
 another file, fails it. The kinds are ``H`` (the header: format, key and a
-JSON summary), ``P`` (the parameters, one pickle), ``G`` (the lengths of the
-result frames that follow it, so that they are read at C speed), ``R`` (a
-result: the call's index, then its pickle), ``F`` (a failure: the key
-:func:`failure_key` gives its call, then JSON) and ``C`` (a commit: JSON about
-the file so far, readable from its end).
+JSON summary), ``P`` (the parameters, one pickle), ``R`` (a result: the
+call's index, then its pickle), ``I`` and ``D`` (a result that is an ``int``
+or a ``float``: the index, then 8 bytes), ``G`` and ``N`` (what the ``R``, or
+``I``/``D``, frames that follow hold, so that they are read at C speed), ``F``
+(a failure: the key :func:`failure_key` gives its call, then JSON) and ``C``
+(a commit: JSON about the file so far, readable from its end).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ import types
 import zlib
 from array import array
 from collections.abc import Callable, Sequence
-from itertools import chain, repeat
-from operator import add, itemgetter, xor
+from itertools import accumulate, chain, repeat
+from operator import add, itemgetter, sub, xor
 from typing import IO, Any
 
 import cloudpickle
@@ -267,13 +268,17 @@ def plain_group(indices: Sequence[int], results: Sequence[Any], seed: int) -> by
     )
     region = b"".join(chain.from_iterable(zip(heads, pickles, strict=True)))
     table = _GROUP.pack(len(order), zlib.crc32(region)) + order.tobytes()
-    # And all the results in one pickle, which loads many times faster than
-    # one pickle each; the R frames stay, each checked on its own.
-    together = pickle.dumps(list(results), PROTOCOL)
+    # And, for a small group, all the results in one pickle, which loads many
+    # times faster than one pickle each; the R frames stay, each checked on
+    # its own, and large groups are read from them.
+    together = b""
+    if len(region) < _TOGETHER:
+        together = pickle.dumps(list(results), PROTOCOL)
     return frame(b"G", table + sizes.tobytes() + together, seed) + region
 
 
 _GROUP = struct.Struct("<QI")  # how many results, the CRC-32 of their frames
+_TOGETHER = 1 << 20  # groups of fewer bytes also hold their results in one pickle
 
 
 def group_size(table: bytes | memoryview) -> int:
@@ -305,7 +310,18 @@ def decode_group(
     indices = order.tolist()
     if not load:
         return indices, [None] * count
-    results: list[Any] = pickle.loads(table[_GROUP.size + 16 * count :])
+    together = table[_GROUP.size + 16 * count :]
+    if not together:  # a large group: one pickle each
+        sizes = array("Q")
+        sizes.frombytes(
+            bytes(table[_GROUP.size + 8 * count : _GROUP.size + 16 * count])
+        )
+        view = memoryview(region)
+        ends = list(accumulate(map(add, sizes, repeat(RESULT.size))))
+        pickles = map(view.__getitem__, map(slice, map(sub, ends, sizes), ends))
+        loads: Any = pickle.loads
+        return indices, list(map(loads, pickles))
+    results: list[Any] = pickle.loads(together)
     if len(results) != count:
         return None
     return indices, results

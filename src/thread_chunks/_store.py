@@ -99,7 +99,8 @@ class CheckpointStore:
         """``(index, result)`` pairs to write: any thread appends, without a
         lock (a deque's appends and pops are atomic); the writer pops."""
         self._wakeup = threading.Event()
-        self._failures_queued = False
+        self._failures_queued = bool(checkpoint.failures)
+        """Whether writes may hold failures, or results that clear one."""
         self._taken = False
         """Whether another run took the file after it was deleted."""
         self._stopping = threading.Event()
@@ -554,7 +555,10 @@ def _resume(
     commit = Commit(checkpoint.done, checkpoint.failures, history)
     complete = checkpoint.done == len(parameters) and not checkpoint.failures
     damaged = bool(contents.damaged or contents.tail_damaged)
-    if complete and not damaged:
+    if complete and contents.clean:  # every result there, the end never written
+        Journal.append_to(path, contents.end, contents.key, commit).finish()
+        return checkpoint, None
+    if complete and not damaged and not contents.cut_short:
         return checkpoint, None  # nothing to compute, nothing to write
     if contents.clean:
         return checkpoint, Journal.append_to(path, contents.end, contents.key, commit)
