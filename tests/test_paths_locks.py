@@ -48,32 +48,38 @@ def test_a_tilde_is_the_home_directory(
     assert Checkpoint.load("~/runs/x.pkl").output == [3]
 
 
-def steal_the_lock(path: Path) -> tuple[threading.Event, list[Any]]:
-    """A function whose second call deletes the lock file and locks a new one,
-    as a second run would; returns it with the event its third call waits for."""
-    stolen = threading.Event()
-    holder: list[Any] = []
+def test_a_run_whose_lock_is_stolen_stops_writing_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock file is deleted and another run locks a new one, between two
+    writes of this run (deterministically: just before its next check)."""
+    from thread_chunks import _journal
+
+    path = tmp_path / "ck.pkl"
+    steal = threading.Event()
+    others: list[FileLock] = []
+    still_ours = _journal.CheckpointLock.still_ours
+
+    def stolen_first(self: Any) -> bool:
+        if steal.is_set() and not others:
+            os.unlink(self.path)
+            other = FileLock(self.path, timeout=0, thread_local=False)
+            other.acquire()  # another run takes the path now
+            others.append(other)
+        return still_ours(self)
+
+    monkeypatch.setattr(_journal.CheckpointLock, "still_ours", stolen_first)
 
     def f(i: int) -> int:
         if i == 1:
-            os.unlink(lock_path(str(path)))
-            other = FileLock(lock_path(str(path)), timeout=0, thread_local=False)
-            other.acquire()  # another run takes the path now
-            holder.append(other)
-            stolen.set()
+            steal.set()
         return i
 
-    return stolen, [f, holder]
-
-
-def test_a_run_whose_lock_is_stolen_stops_writing_and_says_so(tmp_path: Path) -> None:
-    path = tmp_path / "ck.pkl"
-    _, (f, holder) = steal_the_lock(path)
     with pytest.warns(CheckpointFailedWarning, match="stops writing"):
         out = chunk(f, [[i] for i in range(5)], chunk_size=1, progress_bar=False,
                     path=path)  # fmt: skip
     assert out == [0, 1, 2, 3, 4]  # every result is still returned
-    holder[0].release()
+    others[0].release()
 
 
 def test_a_deleted_lock_file_is_locked_again_when_no_other_run_took_it(
