@@ -32,7 +32,9 @@ path = Path(tempfile.mkdtemp()) / "quickstart.pkl"
 
 print(f"First run, checkpointing to {path}; it will crash partway.")
 try:
-    chunk(simulate, parameters, chunk_size=4, path=path)
+    # progress_bar=True: a bar even where stderr is not a terminal (a pipe, a
+    # log file), where it is hidden by default.
+    chunk(simulate, parameters, chunk_size=4, path=path, progress_bar=True)
 except RuntimeError as exc:
     print(f"Crashed: {exc}")
 
@@ -41,7 +43,7 @@ print(f"Saved before the crash: {checkpoint.done} of {len(parameters)} results."
 
 print("Second run: only the missing calls are computed.")
 crash_at = None
-results = chunk(simulate, parameters, chunk_size=4, path=path)
+results = chunk(simulate, parameters, chunk_size=4, path=path, progress_bar=True)
 assert results == [x * (x + 1) for x in range(40)]
 print(f"Done: {results[:5]} ... {results[-1]}")
 print(f"Checkpoint now holds {Checkpoint.load(path).done} results.")
