@@ -99,6 +99,8 @@ class CheckpointStore:
         """``(index, result)`` pairs to write: any thread appends, without a
         lock (a deque's appends and pops are atomic); the writer pops."""
         self._wakeup = threading.Event()
+        self._idle = False
+        """Whether the writer waits for a wake-up (set only by the writer)."""
         self._failures_queued = bool(checkpoint.failures)
         """Whether writes may hold failures, or results that clear one."""
         self._taken = False
@@ -145,17 +147,18 @@ class CheckpointStore:
     def record(self, index: int, result: Any) -> None:
         """Queue a completed result for the next write. Never blocks on the disk."""
         self._queue.append((index, result))
-        self.wake()
+        if self._idle:  # the writer sleeps until woken: wake it
+            self._wakeup.set()
 
     def wake(self) -> None:
         """Have the writer write what is queued."""
-        if not self._wakeup.is_set():  # one wake-up for all the results queued
-            self._wakeup.set()
+        self._wakeup.set()
 
     def record_many(self, indices: Sequence[int], results: Sequence[Any]) -> None:
         """Queue several completed results at once, as :meth:`record` does."""
         self._queue.extend(zip(indices, results, strict=True))
-        self.wake()
+        if self._idle:
+            self._wakeup.set()
 
     def record_failure(self, index: int, failure: CallFailure) -> None:
         """Queue the failure of call ``index``: kept until the call succeeds.
@@ -209,7 +212,12 @@ class CheckpointStore:
         fsyncs instead of costing one each; stopping cuts the wait short.
         """
         while not self._stopping.is_set():
-            self._wakeup.wait()
+            # Workers wake the writer only while it is idle: first say so,
+            # then look at the queue, so that no result is left waiting.
+            self._idle = True
+            if not self._queue:
+                self._wakeup.wait()
+            self._idle = False
             self._wakeup.clear()
             self._write_queued()
             self._stopping.wait(max(self._every, MIN_WRITE_GAP))
