@@ -419,6 +419,15 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
         )
         return checkpoint
 
+    def take_saved(self, contents: Contents) -> None:
+        """Take the results, failures and unreadable results read from a file."""
+        self.results = contents.results
+        self.unreadable = contents.unreadable
+        self.failures = {
+            i: CallFailure.of_record(record) for i, record in contents.failures.items()
+        }
+        self.index = max(self.results, default=-1) + 1
+
     @classmethod
     def _from_journal(cls, summary: bytes, header: bytes, *records: bytes) -> Self:
         """Rebuild a checkpoint of format 1 (development versions of 2.0).
@@ -568,14 +577,7 @@ def read_checkpoint(
         else:
             parameters = load_parameters(file, contents)
             checkpoint = cls.of_file(contents.summary, parameters)
-            checkpoint.results = contents.results
-            checkpoint.unreadable = contents.unreadable
-            checkpoint.failures = {
-                i: CallFailure.of_record(record)
-                for i, record in contents.failures.items()
-            }
-            done = checkpoint.results
-            checkpoint.index = max(done, default=-1) + 1
+            checkpoint.take_saved(contents)
     if strict_typing and not isinstance(checkpoint, cls):
         raise TypeError(
             f"{path!r} holds a {type(checkpoint).__name__}, not a {cls.__name__}"

@@ -454,10 +454,6 @@ class Contents:
     last_commit: dict[str, Any] | None = None
 
     @property
-    def seed(self) -> int:
-        return key_check(self.key)
-
-    @property
     def clean(self) -> bool:
         """Whether the file can be appended to as it is."""
         troubles = (self.finished, self.cut_short, self.tail_damaged, self.damaged)

@@ -376,19 +376,6 @@ class FrameWriter:
             self.flushed = self._write_at(self.pending, self.flushed)
             self.pending.clear()
 
-    def pickled(self, kind: bytes, obj: Any, start: bytes = b"") -> None:
-        """Write one frame of ``kind`` whose body is ``start``, then ``obj`` pickled.
-
-        If ``obj`` cannot be pickled, the frame is taken back and the error
-        raised: the next frame goes where this one began.
-        """
-
-        def fill(out: FrameWriter) -> None:
-            out.write(start)
-            dump(obj, out)
-
-        self.streamed(kind, fill)
-
     def result(self, index: int, obj: Any) -> None:
         """Write the ``R`` frame of the result ``obj`` of call ``index``.
 

@@ -150,10 +150,6 @@ class CheckpointStore:
         if self._idle:  # the writer sleeps until woken: wake it
             self._wakeup.set()
 
-    def wake(self) -> None:
-        """Have the writer write what is queued."""
-        self._wakeup.set()
-
     def record_many(self, indices: Sequence[int], results: Sequence[Any]) -> None:
         """Queue several completed results at once, as :meth:`record` does."""
         self._queue.extend(zip(indices, results, strict=True))
@@ -551,12 +547,7 @@ def _resume(
     n = len(parameters)
     if contents.results and not 0 <= min(contents.results) <= max(contents.results) < n:
         raise DamagedHeader(f"results for calls beyond the {n} of the run")
-    checkpoint.results = contents.results
-    checkpoint.unreadable = contents.unreadable
-    checkpoint.failures = {
-        i: CallFailure.of_record(record) for i, record in contents.failures.items()
-    }
-    checkpoint.index = max(checkpoint.results, default=-1) + 1
+    checkpoint.take_saved(contents)
     checkpoint.path = path
     _say_what_is_amiss(path, checkpoint, contents, function, messages)
     history = (contents.last_commit or {}).get("history", [])
@@ -661,12 +652,7 @@ def _extend(
     checkpoint = Checkpoint(function.name, parameters)
     checkpoint.function = function
     checkpoint.path = path
-    checkpoint.results = contents.results
-    checkpoint.unreadable = contents.unreadable
-    checkpoint.failures = {
-        i: CallFailure.of_record(record) for i, record in contents.failures.items()
-    }
-    checkpoint.index = max(checkpoint.results, default=-1) + 1
+    checkpoint.take_saved(contents)
     journal = write_file(
         path,
         checkpoint.summary(),
