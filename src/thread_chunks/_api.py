@@ -82,6 +82,7 @@ def chunk(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    timeout: float | None = None,
     reuse: Reuse = "run",
     **unknown: Never,
 ) -> list[Any]:
@@ -158,6 +159,16 @@ def chunk(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    timeout : float, optional
+        Seconds an attempt at a call may take; ``None`` (the default) for no
+        limit. An attempt past it fails with ``TimeoutError`` (tried again under
+        ``retries``) and its place is freed. A coroutine is cancelled; a worker
+        of ``executor='processes'`` is killed and replaced; a thread gets the
+        ``TimeoutError`` at its next line of Python (a call blocked in C code
+        keeps its place until it returns to Python); a call on another executor
+        is abandoned, and may run on there.
+
+        .. versionadded:: 2.1
     reuse : {'run', 'calls'}, optional
         What a checkpoint made for other parameters gives this run. ``'run'``
         (the default): nothing; it is replaced and every call computed, as for
@@ -211,7 +222,8 @@ def chunk(
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
-        errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
+        errors=errors, retries=retries, retry_delay=retry_delay,
+        timeout=timeout, reuse=reuse,
     )  # fmt: skip
     plan = make_plan(func, parameters, options)
     return ResultIterator(plan, stream=False, stacklevel=3).outputs()
@@ -246,6 +258,7 @@ async def achunk(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    timeout: float | None = None,  # noqa: ASYNC109 (per call, not for the run)
     reuse: Reuse = "run",
     **unknown: Never,
 ) -> list[Any]:
@@ -320,6 +333,16 @@ async def achunk(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    timeout : float, optional
+        Seconds an attempt at a call may take; ``None`` (the default) for no
+        limit. An attempt past it fails with ``TimeoutError`` (tried again under
+        ``retries``) and its place is freed. A coroutine is cancelled; a worker
+        of ``executor='processes'`` is killed and replaced; a thread gets the
+        ``TimeoutError`` at its next line of Python (a call blocked in C code
+        keeps its place until it returns to Python); a call on another executor
+        is abandoned, and may run on there.
+
+        .. versionadded:: 2.1
     reuse : {'run', 'calls'}, optional
         What a checkpoint made for other parameters gives this run. ``'run'``
         (the default): nothing; it is replaced and every call computed, as for
@@ -372,7 +395,8 @@ async def achunk(
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
-        errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
+        errors=errors, retries=retries, retry_delay=retry_delay,
+        timeout=timeout, reuse=reuse,
     )  # fmt: skip
     return await host(make_plan(func, parameters, options))
 
@@ -406,6 +430,7 @@ def chunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    timeout: float | None = None,
     reuse: Reuse = "run",
     ordered: bool = False,
     **unknown: Never,
@@ -487,6 +512,16 @@ def chunk_iter(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    timeout : float, optional
+        Seconds an attempt at a call may take; ``None`` (the default) for no
+        limit. An attempt past it fails with ``TimeoutError`` (tried again under
+        ``retries``) and its place is freed. A coroutine is cancelled; a worker
+        of ``executor='processes'`` is killed and replaced; a thread gets the
+        ``TimeoutError`` at its next line of Python (a call blocked in C code
+        keeps its place until it returns to Python); a call on another executor
+        is abandoned, and may run on there.
+
+        .. versionadded:: 2.1
     reuse : {'run', 'calls'}, optional
         What a checkpoint made for other parameters gives this run. ``'run'``
         (the default): nothing; it is replaced and every call computed, as for
@@ -532,7 +567,8 @@ def chunk_iter(
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
-        errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
+        errors=errors, retries=retries, retry_delay=retry_delay,
+        timeout=timeout, reuse=reuse,
     )  # fmt: skip
     plan = make_plan(func, parameters, options)
     return ResultIterator(plan, stacklevel=1, ordered=ordered)
@@ -551,6 +587,7 @@ def achunk_iter(
     errors: Errors = "raise",
     retries: int = 0,
     retry_delay: float = 0.1,
+    timeout: float | None = None,
     reuse: Reuse = "run",
     ordered: bool = False,
     **unknown: Never,
@@ -631,6 +668,16 @@ def achunk_iter(
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    timeout : float, optional
+        Seconds an attempt at a call may take; ``None`` (the default) for no
+        limit. An attempt past it fails with ``TimeoutError`` (tried again under
+        ``retries``) and its place is freed. A coroutine is cancelled; a worker
+        of ``executor='processes'`` is killed and replaced; a thread gets the
+        ``TimeoutError`` at its next line of Python (a call blocked in C code
+        keeps its place until it returns to Python); a call on another executor
+        is abandoned, and may run on there.
+
+        .. versionadded:: 2.1
     reuse : {'run', 'calls'}, optional
         What a checkpoint made for other parameters gives this run. ``'run'``
         (the default): nothing; it is replaced and every call computed, as for
@@ -675,7 +722,8 @@ def achunk_iter(
     options = Options(
         actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
         path=path, checkpoint_every=checkpoint_every, executor=executor,
-        errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
+        errors=errors, retries=retries, retry_delay=retry_delay,
+        timeout=timeout, reuse=reuse,
     )  # fmt: skip
     plan = make_plan(func, parameters, options)
     return hosted_stream(plan, ordered)

@@ -90,6 +90,16 @@ class Chunker(Generic[R]):
         jitter. Cancellation and Ctrl-C cut the wait short.
 
         .. versionadded:: 2.0
+    timeout : float, optional
+        Seconds an attempt at a call may take; ``None`` (the default) for no
+        limit. An attempt past it fails with ``TimeoutError`` (tried again under
+        ``retries``) and its place is freed. A coroutine is cancelled; a worker
+        of ``executor='processes'`` is killed and replaced; a thread gets the
+        ``TimeoutError`` at its next line of Python (a call blocked in C code
+        keeps its place until it returns to Python); a call on another executor
+        is abandoned, and may run on there.
+
+        .. versionadded:: 2.1
     reuse : {'run', 'calls'}, optional
         What a checkpoint made for other parameters gives this run. ``'run'``
         (the default): nothing; it is replaced and every call computed, as for
@@ -175,6 +185,7 @@ class Chunker(Generic[R]):
         errors: _Errors = "raise",
         retries: int = 0,
         retry_delay: float = 0.1,
+        timeout: float | None = None,
         reuse: Literal["run", "calls"] = "run",
         **unknown: Never,
     ) -> None:
@@ -182,7 +193,8 @@ class Chunker(Generic[R]):
         given = Options(
             actors=actors, chunk_size=chunk_size, progress_bar=progress_bar,
             path=path, checkpoint_every=checkpoint_every, executor=executor,
-            errors=errors, retries=retries, retry_delay=retry_delay, reuse=reuse,
+            errors=errors, retries=retries, retry_delay=retry_delay,
+            timeout=timeout, reuse=reuse,
         )  # fmt: skip
         plan = make_plan(func, [], given)
         # The actors carry the function and the chunk size from now on.
@@ -273,6 +285,7 @@ class Chunker(Generic[R]):
         errors: _Errors | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        timeout: float | None = None,
         reuse: Literal["run", "calls"] | None = None,
         **unknown: Never,
     ) -> list[Any]:
@@ -335,6 +348,16 @@ class Chunker(Generic[R]):
             jitter. Cancellation and Ctrl-C cut the wait short.
 
             .. versionadded:: 2.0
+        timeout : float, optional
+            Seconds an attempt at a call may take; ``None`` (the default) for no
+            limit. An attempt past it fails with ``TimeoutError`` (tried again under
+            ``retries``) and its place is freed. A coroutine is cancelled; a worker
+            of ``executor='processes'`` is killed and replaced; a thread gets the
+            ``TimeoutError`` at its next line of Python (a call blocked in C code
+            keeps its place until it returns to Python); a call on another executor
+            is abandoned, and may run on there.
+
+            .. versionadded:: 2.1
         reuse : {'run', 'calls'}, optional
             What a checkpoint made for other parameters gives this run. ``'run'``
             (the default): nothing; it is replaced and every call computed, as for
@@ -377,6 +400,7 @@ class Chunker(Generic[R]):
             "progress_bar": progress_bar, "path": path,
             "checkpoint_every": checkpoint_every, "executor": executor,
             "errors": errors, "retries": retries, "retry_delay": retry_delay,
+            "timeout": timeout,
             "reuse": reuse,
         }  # fmt: skip
         check_no_unknown("Chunker.__call__", unknown)
@@ -397,6 +421,7 @@ class Chunker(Generic[R]):
         errors: _Errors | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (per call, not the run)
         reuse: Literal["run", "calls"] | None = None,
         **unknown: Never,
     ) -> list[Any]:
@@ -457,6 +482,16 @@ class Chunker(Generic[R]):
             jitter. Cancellation and Ctrl-C cut the wait short.
 
             .. versionadded:: 2.0
+        timeout : float, optional
+            Seconds an attempt at a call may take; ``None`` (the default) for no
+            limit. An attempt past it fails with ``TimeoutError`` (tried again under
+            ``retries``) and its place is freed. A coroutine is cancelled; a worker
+            of ``executor='processes'`` is killed and replaced; a thread gets the
+            ``TimeoutError`` at its next line of Python (a call blocked in C code
+            keeps its place until it returns to Python); a call on another executor
+            is abandoned, and may run on there.
+
+            .. versionadded:: 2.1
         reuse : {'run', 'calls'}, optional
             What a checkpoint made for other parameters gives this run. ``'run'``
             (the default): nothing; it is replaced and every call computed, as for
@@ -485,6 +520,7 @@ class Chunker(Generic[R]):
             "progress_bar": progress_bar, "path": path,
             "checkpoint_every": checkpoint_every, "executor": executor,
             "errors": errors, "retries": retries, "retry_delay": retry_delay,
+            "timeout": timeout,
             "reuse": reuse,
         }  # fmt: skip
         check_no_unknown("Chunker.achunk", unknown)

@@ -142,6 +142,21 @@ class Options:
             "\n\n.. versionadded:: 2.0",
         ),
     )
+    timeout: float | None = field(
+        default=None,
+        metadata=_doc(
+            "float, optional",
+            "Seconds an attempt at a call may take; ``None`` (the default) for "
+            "no limit. An attempt past it fails with ``TimeoutError`` (tried "
+            "again under ``retries``) and its place is freed. A coroutine is "
+            "cancelled; a worker of ``executor='processes'`` is killed and "
+            "replaced; a thread gets the ``TimeoutError`` at its next line of "
+            "Python (a call blocked in C code keeps its place until it returns "
+            "to Python); a call on another executor is abandoned, and may run "
+            "on there."
+            "\n\n.. versionadded:: 2.1",
+        ),
+    )
 
     reuse: Literal["run", "calls"] = field(
         default="run",
@@ -193,6 +208,17 @@ class Options:
             raise TypeError(f"retry_delay must be a number of seconds, got {delay!r}")
         if not delay >= 0 or math.isinf(delay):
             raise ValueError(f"retry_delay must be >= 0 and finite, got {delay}")
+        timeout = self.timeout
+        if timeout is not None:
+            if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+                raise TypeError(
+                    f"timeout must be a number of seconds or None, got {timeout!r}"
+                )
+            if not timeout > 0 or math.isinf(timeout):
+                raise ValueError(
+                    f"timeout must be > 0 and finite (or None for no limit), "
+                    f"got {timeout}"
+                )
 
     def merged(self, overrides: Mapping[str, Any]) -> Options:
         """Return a copy with the options in ``overrides`` that are not ``None``."""
@@ -219,6 +245,7 @@ class NewOptions(TypedDict, total=False):
     errors: Literal["raise", "defer", "return"]
     retries: int
     retry_delay: float
+    timeout: float | None
     reuse: Literal["run", "calls"]
 
 

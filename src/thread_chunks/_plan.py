@@ -50,6 +50,8 @@ class Plan:
     errors: str = "raise"
     retries: int = 0
     retry_delay: float = 0.1
+    timeout: float | None = None
+    """Seconds an attempt may take, or ``None``."""
     reuse: str = "run"
     """Whether a checkpoint of other parameters gives its matching calls."""
     keywords: bool = False
@@ -140,6 +142,7 @@ def make_plan(
         errors=options.errors,
         retries=options.retries,
         retry_delay=float(options.retry_delay),
+        timeout=None if options.timeout is None else float(options.timeout),
         reuse=options.reuse,
         keywords=keywords,
     )
