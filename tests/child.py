@@ -62,14 +62,16 @@ def main(
 
     logging.getLogger("thread_chunks").addHandler(ToLog())
 
-    append = _journal.Journal.append
+    append = _journal.Journal.append_columns
 
-    def logged_append(self: Any, pairs: Any, before_commit: Any = None) -> Any:
-        unpicklable = append(self, pairs, before_commit)
-        log("committed " + ",".join(str(i) for i, _ in pairs if i >= 0))
+    def logged_append(
+        self: Any, indices: Any, results: Any, before_commit: Any = None
+    ) -> Any:
+        unpicklable = append(self, indices, results, before_commit)
+        log("committed " + ",".join(str(i) for i in indices if i >= 0))
         return unpicklable
 
-    _journal.Journal.append = logged_append  # type: ignore[method-assign]
+    _journal.Journal.append_columns = logged_append  # type: ignore[method-assign]
     pause = threading.Event()
 
     def work(i: int, *padding: bytes) -> int:

@@ -349,3 +349,27 @@ def test_a_complete_file_that_was_never_finished_is_finished(tmp_path: Path) -> 
         pickle.loads(path.read_bytes())
     assert chunk(abs, [[-1], [-2]], progress_bar=False, path=path) == [1, 2]
     assert pickle.loads(path.read_bytes()).output == [1, 2]
+
+
+@pytest.mark.parametrize("kind", [b"I", b"D"])
+def test_each_number_frame_has_a_keyed_check_that_any_flipped_bit_fails(
+    kind: bytes,
+) -> None:
+    from thread_chunks._pickling import NUMBER_SIZE, number_check, number_group
+
+    numbers: list[Any] = [1, -2, 2**63 - 1] if kind == b"I" else [0.5, -1e300, 0.0]
+    seed = 0xC0FFEE
+    data = number_group([0, 7, 2**32 - 1], numbers, kind, seed)
+    region = data[len(data) - 3 * NUMBER_SIZE :]
+    for k in range(3):
+        one = region[k * NUMBER_SIZE : (k + 1) * NUMBER_SIZE]
+        (check,) = struct.unpack_from("<I", one, 9)
+        (index,) = INDEX.unpack_from(one, 14)
+        number = one[22:30]
+        assert check == number_check(seed, kind, index, number)
+        assert check != number_check(seed + 1, kind, index, number)  # keyed
+        for bit in range(128):  # each bit of the index and of the number
+            fields = bytearray(one[14:30])
+            fields[bit // 8] ^= 1 << (bit % 8)
+            (index_now,) = INDEX.unpack_from(fields)
+            assert number_check(seed, kind, index_now, bytes(fields[8:])) != check

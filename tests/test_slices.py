@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -137,3 +139,73 @@ async def test_cancelling_a_stream_of_tiny_coroutines_stops_within_32_calls(
     assert 5_000 <= len(ran) <= 5_000 + 2 * 32  # each worker checks every 32
     saved = Checkpoint.load(path)
     assert sorted(i for i, done in enumerate(saved.completed) if done) == sorted(ran)
+
+
+def test_a_slow_call_after_many_tiny_ones_holds_back_no_other_call() -> None:
+    """Calls run in runs, but each index is taken as its call starts: the calls
+    after a slow one go to the other worker at once, in order."""
+    n, slow = 20_000, 5_000  # by then, the runs hold thousands of calls
+    others_done = threading.Event()
+    count = [0]
+    lock = threading.Lock()
+
+    def f(x: int) -> int:
+        if x == slow:  # ends only once every other call has run meanwhile
+            assert others_done.wait(timeout=30), "calls waited behind the slow one"
+            return -1
+        with lock:
+            count[0] += 1
+            if count[0] == n - 1:
+                others_done.set()
+        return x
+
+    out = chunk(f, [[x] for x in range(n)], chunk_size=2, progress_bar=False)
+    assert out == [*range(slow), -1, *range(slow + 1, n)]
+
+
+def test_a_slow_call_makes_the_next_run_a_single_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from thread_chunks._run import Workers
+    from thread_chunks._threads import RUN_TIME
+
+    sizes: list[int] = []
+    take = Workers.take_lazily
+
+    def spy(self: Workers, most: int) -> Any:
+        sizes.append(most)
+        return take(self, most)
+
+    monkeypatch.setattr(Workers, "take_lazily", spy)
+    slow = 3_000
+
+    def f(x: int) -> int:
+        if x == slow:
+            time.sleep(2 * RUN_TIME)
+        return x
+
+    out = chunk(f, [[x] for x in range(6_000)], chunk_size=1, progress_bar=False)
+    assert out == list(range(6_000))
+    assert max(sizes) > 64  # tiny calls: long runs
+    runs = list(itertools.accumulate(sizes))  # where each run ends, at most
+    after = next(k for k, end in enumerate(runs) if end > slow) + 1
+    assert sizes[after] == 1  # the run after the slow call's: one call
+
+
+def test_no_call_starts_long_after_a_failure_elsewhere() -> None:
+    from thread_chunks._threads import _LONGEST_RUN
+
+    failed = threading.Event()
+    after = [0]
+
+    def f(x: int) -> int:
+        if x == 1_000:
+            failed.set()
+            raise ValueError("bad input")
+        if failed.is_set():
+            after[0] += 1
+        return x
+
+    with pytest.raises(ValueError, match="bad input"):
+        chunk(f, [[x] for x in range(200_000)], chunk_size=2, progress_bar=False)
+    assert after[0] <= _LONGEST_RUN  # at most the rest of the other worker's run

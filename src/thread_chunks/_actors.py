@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -194,6 +194,9 @@ class Calls(Protocol):
 
     def take_one(self) -> int | None:
         """Take the index of the next call to make; none left: ``None``."""
+
+    def take_lazily(self, most: int) -> Iterator[int]:
+        """Up to ``most`` indices, each taken only when it is asked for."""
 
     def stops_the_run(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised by a call's first attempt, ends the run."""

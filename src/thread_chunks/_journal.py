@@ -37,6 +37,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
 from typing import IO, Any
 
@@ -60,6 +61,7 @@ from ._pickling import (
     group_size,
     is_failure_key,
     key_check,
+    number_check,
     number_group,
     numbers_size,
     plain_group,
@@ -284,10 +286,22 @@ class Journal:
         Only a failed write or sync raises (``OSError``), and the file is then
         cut back to where this commit began (bytes no reader counts yet).
         """
+        indices = list(map(itemgetter(0), pairs))
+        return self.append_columns(
+            indices, list(map(itemgetter(1), pairs)), before_commit
+        )
+
+    def append_columns(
+        self,
+        indices: Sequence[int],
+        results: Sequence[Any],
+        before_commit: Callable[[list[int]], None] | None = None,
+    ) -> list[int]:
+        """:meth:`append` the results ``results`` of the calls ``indices``."""
         writer = FrameWriter(self._fd, self._end, self._seed)
         unpicklable: list[int] = []
         try:
-            unpicklable = self._frames(writer, pairs)
+            unpicklable = self._frames(writer, indices, results)
             if before_commit is not None:
                 before_commit(unpicklable)
             writer.raw(commit_frame(self._seed, self.commit.info(time.time())))
@@ -302,22 +316,21 @@ class Journal:
         return unpicklable
 
     def _frames(
-        self, writer: FrameWriter, pairs: Sequence[tuple[int, Any]]
+        self, writer: FrameWriter, indices: Sequence[int], results: Sequence[Any]
     ) -> list[int]:
-        if not pairs:
+        """Write the frames of ``results`` (failures among them: negative keys)."""
+        if not indices:
             return []
-        indices = list(map(itemgetter(0), pairs))
-        results = list(map(itemgetter(1), pairs))
         if min(indices) < 0:  # failures among them: each as a frame of data
-            for k, failure in pairs:
+            for k, failure in zip(indices, results, strict=True):
                 if is_failure_key(k):
                     body = INDEX.pack(k) + failure_json(failure)
                     writer.raw(frame(b"F", body, self._seed))
-            pairs = [(i, result) for i, result in pairs if not is_failure_key(i)]
-            if not pairs:
+            kept = [not is_failure_key(k) for k in indices]
+            indices = list(compress(indices, kept))
+            results = list(compress(results, kept))
+            if not indices:
                 return []
-            indices = list(map(itemgetter(0), pairs))
-            results = list(map(itemgetter(1), pairs))
         types = set(map(type, results))
         if types <= PLAIN_TYPES and max(indices) <= _BELOW_2_32:
             number = NUMBER_KINDS.get(next(iter(types))) if len(types) == 1 else None
@@ -330,7 +343,7 @@ class Journal:
             writer.raw(plain_group(indices, results, self._seed))  # C loops only
             return []
         unpicklable: list[int] = []
-        for i, result in pairs:
+        for i, result in zip(indices, results, strict=True):
             try:
                 writer.result(i, result)
             except Exception:
@@ -402,7 +415,11 @@ def write_file(
         if results:
             journal._end = end
             writer = FrameWriter(fd, end, key_seed)
-            unpicklable = journal._frames(writer, results)
+            unpicklable = journal._frames(
+                writer,
+                list(map(itemgetter(0), results)),
+                list(map(itemgetter(1), results)),
+            )
             if unpicklable and strict:
                 raise TypeError(
                     f"the result of call {unpicklable[0]} cannot be pickled, so "
@@ -641,7 +658,10 @@ def _frame_at(
         if len(body) < INDEX.size or (kind != b"R" and len(body) != 16):
             return None
         (index,) = INDEX.unpack_from(body)
-        computed = zlib.crc32(body[INDEX.size :], result_seed(seed, index, kind))
+        if kind == b"R":
+            computed = zlib.crc32(body[INDEX.size :], result_seed(seed, index, kind))
+        else:
+            computed = number_check(seed, kind, index, bytes(body[INDEX.size :]))
     else:
         computed = zlib.crc32(body, zlib.crc32(kind, seed))
     return (kind, body, end) if computed == check else None

@@ -62,6 +62,7 @@ __all__ = [
     "group_size",
     "is_failure_key",
     "key_check",
+    "number_check",
     "number_group",
     "numbers_size",
     "plain_group",
@@ -110,11 +111,28 @@ def dump(obj: Any, file: IO[bytes] | Any, fast: bool = False) -> None:
     ``fast``: with the standard pickler alone, all in C, which fails on what
     only cloudpickle can store; the caller then starts again without it. Both
     give the same bytes for what both can pickle.
+
+    Rows of numbers (a list of lists or tuples of ``int``, ``float``, ``bool``
+    and ``None``) are pickled without the memo, which then costs three
+    quarters of the time and is of no use: numbers need no references, and
+    such rows hold no cycle. The same rows always give the same bytes.
     """
-    if fast:
-        pickle.Pickler(file, protocol=PROTOCOL).dump(obj)
-    else:
-        _Pickler(file, protocol=PROTOCOL).dump(obj)
+    pickler = (pickle.Pickler if fast else _Pickler)(file, protocol=PROTOCOL)
+    if _rows_of_numbers(obj):
+        pickler.fast = True  # no memo
+    pickler.dump(obj)
+
+
+_NUMBER_TYPES = frozenset({int, float, bool, type(None)})
+
+
+def _rows_of_numbers(obj: Any) -> bool:
+    """Whether ``obj`` is a list of lists or tuples of numbers: checked in C."""
+    return (
+        type(obj) is list
+        and set(map(type, obj)) <= {list, tuple}
+        and set(map(type, chain.from_iterable(obj))) <= _NUMBER_TYPES
+    )
 
 
 def _importable(obj: types.FunctionType | type) -> bool:
@@ -191,31 +209,88 @@ def number_group(
 
     For results that are all ``int`` in 64 bits (``OverflowError`` otherwise),
     or all ``float``; indices below 2**32. Each number has its frame and its
-    check; the ``N`` frame holds their count and the CRC-32 of their bytes, so
-    that a reader takes them all in with one ``struct.iter_unpack``.
+    check (:func:`number_check`); the ``N`` frame holds their count and the
+    CRC-32 of their bytes, so that a reader takes them all in with one
+    ``struct.iter_unpack``.
+
+    Made column by column, at C speed: each field is written into its place
+    in every frame at once, with a strided slice, and the checks of all the
+    frames are computed at once, as the bytes of big integers.
     """
-    code = "q" if kind == b"I" else "d"
-    values = array(code, results)
-    order = array("q", indices)
-    if order and (max(order) > _MASK or min(order) < 0):
-        raise ValueError("indices of number groups must be below 2**32")
-    number = struct.Struct("<" + code).pack
-    checks = map(
-        zlib.crc32, map(number, values), map(xor, order, repeat(zlib.crc32(kind, seed)))
+    count = len(indices)
+    values = array("q" if kind == b"I" else "d", results)
+    try:  # 4 bytes each: their high half in the frame stays 0
+        order = array("I", indices)
+    except OverflowError:
+        raise ValueError("indices of number groups must be below 2**32") from None
+    if sys.byteorder != "little":  # the file's numbers are little-endian
+        values.byteswap()
+        order.byteswap()
+    value_bytes, index_bytes = values.tobytes(), order.tobytes()
+    checks = _all_checks(value_bytes, index_bytes, 4, count, _number_seed(seed, kind))
+    # Every frame: BINBYTES8 | length | check | kind | index | number. The
+    # constant bytes first, then each column in its place.
+    region = bytearray(_NUMBER_FRAME.pack(pickle.BINBYTES8, NUMBER_SIZE - 9, kind))
+    region *= count
+    for offset, column, width in (
+        (9, checks, 4),
+        (14, index_bytes, 4),
+        (22, value_bytes, 8),
+    ):
+        for k in range(width):
+            region[offset + k :: NUMBER_SIZE] = column[k::width]
+    data = bytes(region)
+    return frame(b"N", _NUMBERS.pack(count, zlib.crc32(data), kind), seed) + data
+
+
+_NUMBER_FRAME = struct.Struct("<cQ4xc16x")  # a number's frame, its constant bytes
+_LOW = (0, 1, 2, 3)
+_ROTATED = {8: (3, 0, 1, 2), 16: (2, 3, 0, 1), 24: (1, 2, 3, 0)}
+"""Where each byte of a 32-bit word rotated left by so many bits comes from."""
+
+
+def number_check(seed: int, kind: bytes, index: int, number: bytes) -> int:
+    """The check of an ``I`` or ``D`` frame: ``number`` is its 8 bytes.
+
+    The XOR of the number's two 32-bit halves and the index's, each rotated
+    by a different number of bytes (so that no two of them cancel a flipped
+    bit in the same place), and of a seed drawn from the file's key: data
+    that does not know the key cannot forge it, and any damage to one field
+    changes it. Unlike a CRC-32, many of them are computed at once, at C
+    speed (see :func:`number_group`); the ``N`` frame's CRC-32 still covers
+    every byte of the group.
+    """
+    index_bytes = (index & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+    return int.from_bytes(
+        _all_checks(number, index_bytes, 8, 1, _number_seed(seed, kind)), "little"
     )
-    frames = map(
-        _NUMBER[kind].pack,
-        repeat(pickle.BINBYTES8),
-        repeat(NUMBER_SIZE - 9),
-        checks,
-        repeat(kind),
-        order,
-        values,
-    )
-    region = b"".join(frames)
-    return (
-        frame(b"N", _NUMBERS.pack(len(order), zlib.crc32(region), kind), seed) + region
-    )
+
+
+def _number_seed(seed: int, kind: bytes) -> bytes:
+    return zlib.crc32(kind, seed).to_bytes(4, "little")
+
+
+def _all_checks(
+    values: bytes, indices: bytes, width: int, count: int, seed: bytes
+) -> bytes:
+    """The checks of ``count`` frames, 4 bytes each: see :func:`number_check`.
+
+    ``indices`` are ``width`` bytes each: 8, or 4 when their high half is 0.
+    """
+    total = int.from_bytes(seed * count, "little")
+    columns = [
+        (values, 8, _LOW),
+        (values, 8, tuple(4 + k for k in _ROTATED[8])),
+        (indices, width, _ROTATED[16]),
+    ]
+    if width == 8:
+        columns.append((indices, 8, tuple(4 + k for k in _ROTATED[24])))
+    for column, size, picks in columns:
+        word = bytearray(4 * count)
+        for k, source in enumerate(picks):
+            word[k::4] = column[source::size]
+        total ^= int.from_bytes(word, "little")
+    return total.to_bytes(4 * count, "little")
 
 
 def decode_numbers(
@@ -474,7 +549,10 @@ def check_payload(payload: bytes | memoryview, seed: int) -> tuple[bytes, memory
         raise DamagedFrame("a checkpoint frame is cut short")
     (check,) = struct.unpack_from("<I", view)
     kind, body = bytes(view[4:5]), view[5:]
-    if kind in (b"R", b"I", b"D") and len(body) >= INDEX.size:
+    if kind in (b"I", b"D") and len(body) == NUMBER_SIZE - HEAD.size:
+        (index,) = INDEX.unpack_from(body)
+        computed = number_check(seed, kind, index, bytes(body[INDEX.size :]))
+    elif kind == b"R" and len(body) >= INDEX.size:
         (index,) = INDEX.unpack_from(body)
         computed = zlib.crc32(body[INDEX.size :], result_seed(seed, index, kind))
     else:

@@ -201,6 +201,15 @@ class Workers:
         with self._todo_lock:
             return next(self._todo, None)
 
+    def take_lazily(self, most: int) -> Iterator[int]:
+        """Up to ``most`` indices, each taken only when it is asked for.
+
+        So the next call to start is always the next one in order, whichever
+        worker starts it. ``next`` on the iterators of indices runs in C
+        without releasing the GIL: two threads never take the same index.
+        """
+        return islice(self._todo, most)
+
     @property
     def first_failure_stops(self) -> bool:
         """Whether the first failure of a call (an Exception) ends the run."""

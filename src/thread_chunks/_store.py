@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from itertools import compress, islice, repeat
+from itertools import chain, compress, islice, repeat
 from operator import is_not, itemgetter
 from typing import Any
 
@@ -95,9 +95,10 @@ class CheckpointStore:
         self._journal = journal
         self._file_lock = lock
         self._every = checkpoint_every
-        self._queue: deque[tuple[int, Any]] = deque()
-        """``(index, result)`` pairs to write: any thread appends, without a
-        lock (a deque's appends and pops are atomic); the writer pops."""
+        self._queue: deque[tuple[Sequence[int], Sequence[Any]]] = deque()
+        """``(indices, results)`` to write, a run of calls each: any thread
+        appends, without a lock (a deque's appends and pops are atomic); the
+        writer pops."""
         self._wakeup = threading.Event()
         self._idle = False
         """Whether the writer waits for a wake-up (set only by the writer)."""
@@ -146,13 +147,16 @@ class CheckpointStore:
 
     def record(self, index: int, result: Any) -> None:
         """Queue a completed result for the next write. Never blocks on the disk."""
-        self._queue.append((index, result))
+        self._queue.append(((index,), (result,)))
         if self._idle:  # the writer sleeps until woken: wake it
             self._wakeup.set()
 
     def record_many(self, indices: Sequence[int], results: Sequence[Any]) -> None:
-        """Queue several completed results at once, as :meth:`record` does."""
-        self._queue.extend(zip(indices, results, strict=True))
+        """Queue several completed results at once, as :meth:`record` does.
+
+        The two sequences are kept as they are: they must not change after.
+        """
+        self._queue.append((indices, results))
         if self._idle:
             self._wakeup.set()
 
@@ -221,9 +225,11 @@ class CheckpointStore:
     def _write_queued(self) -> None:
         queue = self._queue
         # Pop what is queued now, at C speed; workers may append meanwhile.
-        pairs = list(islice(iter(queue.popleft, None), len(queue)))
-        if not pairs:
+        runs = list(islice(iter(queue.popleft, None), len(queue)))
+        if not runs:
             return
+        indices = list(chain.from_iterable(map(itemgetter(0), runs)))
+        results = list(chain.from_iterable(map(itemgetter(1), runs)))
         assert self._journal is not None
         if self._journal.deleted():
             self._write_again()
@@ -233,13 +239,14 @@ class CheckpointStore:
         if self._taken:
             return  # another run writes the file now: the results are returned
         try:
-            unpicklable = journal.append(pairs, partial(self._keep, pairs))
+            keep = partial(self._keep, indices, results)
+            unpicklable = journal.append_columns(indices, results, keep)
         except OSError as exc:
             # A full disk may still hold some of them: save what fits, one by
             # one, and keep the others for the next write.
-            written, unpicklable = self._append_what_fits(pairs)
-            queue.extendleft(reversed(pairs[written:]))
-            del pairs[written:]
+            written, unpicklable = self._append_what_fits(indices, results)
+            if written < len(indices):
+                queue.appendleft((indices[written:], results[written:]))
             self._notify(
                 "write",
                 f"could not write checkpoint {journal.path!r} ({exc}); the "
@@ -253,11 +260,13 @@ class CheckpointStore:
                 "result); it is still returned, but a rerun will compute it again",
             )
 
-    def _keep(self, pairs: list[tuple[int, Any]], unpicklable: list[int]) -> None:
+    def _keep(
+        self, indices: list[int], results: list[Any], unpicklable: list[int]
+    ) -> None:
         """Apply what was written to the checkpoint, kept to write it again."""
         checkpoint = self._checkpoint
         if unpicklable or self._failures_queued:
-            saved = dict(pairs)
+            saved = dict(zip(indices, results, strict=True))
             for i in unpicklable:
                 del saved[i]
             if saved and is_failure_key(min(saved)):
@@ -271,23 +280,27 @@ class CheckpointStore:
                 saved = {i: result for i, result in saved.items() if i >= 0}
             checkpoint.apply(saved)
         else:  # the usual case: results only, all written
-            checkpoint.results.update(pairs)
-            last = max(map(itemgetter(0), pairs))
+            checkpoint.results.update(zip(indices, results, strict=True))
+            last = max(indices)
             checkpoint.index = max(checkpoint.index, last + 1)
         assert self._journal is not None
         commit = self._journal.commit
         commit.done, commit.failures = checkpoint.done, checkpoint.failures
 
-    def _append_what_fits(self, pairs: list[tuple[int, Any]]) -> tuple[int, list[int]]:
+    def _append_what_fits(
+        self, indices: list[int], results: list[Any]
+    ) -> tuple[int, list[int]]:
         """Append one result at a time until a write fails; say how many went."""
         assert self._journal is not None
         unpicklable: list[int] = []
-        for written, pair in enumerate(pairs):
+        for written, one in enumerate(zip(indices, results, strict=True)):
+            i, result = [one[0]], [one[1]]
             try:
-                unpicklable += self._journal.append([pair], partial(self._keep, [pair]))
+                keep = partial(self._keep, i, result)
+                unpicklable += self._journal.append_columns(i, result, keep)
             except OSError:
                 return written, unpicklable
-        return len(pairs), unpicklable
+        return len(indices), unpicklable
 
     def _check_lock(self) -> None:
         """Make sure the lock is still ours: its file may have been deleted.

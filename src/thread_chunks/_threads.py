@@ -5,11 +5,19 @@ of microseconds: more than a tiny call. So each worker task's thread runs call
 after call for a time slice (:data:`~thread_chunks._actors.TIME_SLICE`), then
 goes back to the event loop with what it completed, which moves the progress
 bar. A call longer than the slice ends its trip alone.
+
+A plain function runs at C speed, in *runs* of calls:
+``results.extend(starmap(func, rows))``, where each index is taken only as its
+call starts (so the next call to start is always the next in order). A run
+is sized from the time its calls took, so that it lasts no longer than the
+wait between two cancellation checks of one call at a time
+(:data:`RUN_TIME`); a slow call makes the next run a single call.
 """
 
 from __future__ import annotations
 
 import time
+from itertools import islice, starmap, tee
 from typing import Any
 
 import anyio
@@ -27,7 +35,12 @@ from ._actors import (
     run_row,
 )
 
-__all__ = ["Threads"]
+__all__ = ["RUN_TIME", "Threads"]
+
+RUN_TIME = CHECK_EVERY * LONG_CALL
+"""Seconds a run of calls may last: ``CHECK_EVERY`` calls of ``LONG_CALL``.
+Cancellation and the run's stop flag are checked between runs."""
+_LONGEST_RUN = 4096
 
 Slice = tuple[list[int], list[Any], tuple[int, BaseException] | None, bool]
 """What a slice did: the calls it completed and their results (kept already),
@@ -48,10 +61,13 @@ class Threads:
         """Run slices of calls in a worker thread until none is left."""
         calls = self.calls
         cancelled = anyio.get_cancelled_exc_class()
+        # A plain LabelledActor only calls its function: runs of calls at C speed.
+        in_runs = type(actor) is LabelledActor and not calls.keywords
+        run_slice = self._run_slice_in_runs if in_runs else self._run_slice
         while not calls.stopped:
             try:
                 indices, results, failure, exhausted = await anyio.to_thread.run_sync(
-                    self._run_slice, actor, cancelled, limiter=self.limiter
+                    run_slice, actor, cancelled, limiter=self.limiter
                 )
             except cancelled:
                 calls.stop()  # the other slices end after their call
@@ -124,3 +140,58 @@ class Threads:
             if now >= deadline:
                 break
         return indices, results, failure, exhausted
+
+    def _run_slice_in_runs(self, actor: Any, cancelled: type[BaseException]) -> Slice:
+        """In a worker thread: run calls of a plain function, in runs, for a slice.
+
+        ``list.extend`` keeps the results before a failing call, whose index
+        is the one after them. The stop flag and cancellation are checked
+        between runs, so no call starts once either is seen, within a run.
+        """
+        calls = self.calls
+        func, row = actor.get_func(), calls.parameters.__getitem__
+        keep, take = calls.completed, calls.take_lazily
+        indices: list[int] = []
+        results: list[Any] = []
+        clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
+        deadline = clock() + TIME_SLICE
+        size = 1  # calls in the next run: grows while they are tiny
+        while not calls.stopped:
+            starting, taken = tee(take(size))
+            ran: list[Any] = []
+            started = clock()
+            try:
+                ran.extend(starmap(func, map(row, starting)))
+            except BaseException as exc:  # handled on the event loop
+                done = list(islice(taken, len(ran) + 1))
+                if ran:
+                    keep(done[:-1], ran)
+                    indices += done[:-1]
+                    results += ran
+                if calls.stops_the_run(exc):
+                    calls.stop()  # no other slice starts a call now
+                return indices, results, (done[-1], exc), False
+            now = clock()
+            if ran:
+                done = list(islice(taken, len(ran)))
+                keep(done, ran)  # saved at once, while the slice goes on
+                indices += done
+                results += ran
+            if len(ran) < size:
+                return indices, results, None, True
+            try:
+                check_cancelled()
+            except cancelled:
+                calls.stop()
+                break
+            if now >= deadline:
+                break
+            # The next run: as many calls as fit in half of RUN_TIME at this
+            # run's pace, at most twice as many; one after a slow call.
+            seconds = now - started
+            if seconds > RUN_TIME or seconds > LONG_CALL * size:
+                size = 1
+            else:
+                size = min(2 * size, _LONGEST_RUN, int(RUN_TIME / 2 / seconds * size))
+                size = max(size, 1)
+        return indices, results, None, False
