@@ -82,20 +82,39 @@ def rates(work: Workdir) -> list[Rate]:
     def ours_path() -> None:
         chunk(tiny, params, chunk_size=2, progress_bar=False, path=work.fresh_path())
 
-    def serial() -> None:
-        [tiny(*args) for args in params]
-
-    t_pool, t_ours, t_path, t_serial = best(5, pool_map, ours, ours_path, serial)
+    t_pool, t_ours, t_path = best(5, pool_map, ours, ours_path)
     t_gather, t_coro = coroutine_times(n)
     found = [
         Rate(f"{n:,} tiny calls, threads", n / t_ours, n / t_pool,
              "ThreadPoolExecutor(2).map", 10),
         Rate(f"{n:,} tiny calls, threads, path=", n / t_path, n / t_pool,
              "the same pool.map, no checkpoint", 5),
-        Rate(f"{n:,} tiny calls, against a serial loop", n / t_ours,
-             n / t_serial, "the serial loop", None),
         Rate(f"{n:,} tiny coroutines, chunk_size=2", n / t_coro, n / t_gather,
              "gather + Semaphore(2)", None),
+    ]  # fmt: skip
+
+    # The ceiling for sync calls on threads: with the GIL, two threads run
+    # pure-Python calls no faster than one plain loop.
+    big = 200_000
+    big_params = [[x] for x in range(big)]
+
+    def plain_loop() -> None:
+        [tiny(*args) for args in big_params]
+
+    def ours_big() -> None:
+        chunk(tiny, big_params, chunk_size=2, progress_bar=False)
+
+    def ours_big_path() -> None:
+        chunk(tiny, big_params, chunk_size=2, progress_bar=False,
+              path=work.fresh_path())  # fmt: skip
+
+    t_loop, t_big, t_big_path = best(5, plain_loop, ours_big, ours_big_path)
+    loop_name = "the plain loop [f(*a) for a in parameters]"
+    found += [
+        Rate(f"{big:,} tiny calls, threads, chunk_size=2", big / t_big,
+             big / t_loop, loop_name, 0.5),
+        Rate(f"{big:,} tiny calls, threads, chunk_size=2, path=",
+             big / t_big_path, big / t_loop, loop_name, 0.2),
     ]  # fmt: skip
 
     m = 100_000
@@ -154,7 +173,8 @@ def main() -> None:
 
     work = Workdir()
     try:
-        for rate in rates(work):
+        rates_found = rates(work)
+        for rate in rates_found:
             ratio = rate.ours / rate.baseline
             ours, base = f"{rate.ours:,.0f} calls/s", f"{rate.baseline:,.0f} calls/s"
             base += f" {rate.baseline_name}"
@@ -162,6 +182,12 @@ def main() -> None:
                 rows.append((rate.what, ours, base, f"{ratio:.2f}", "(report)"))
             else:
                 row(rate.what, ours, base, ratio, f">= {rate.target}")
+        by_name = {rate.what: rate.ours for rate in rates_found}
+        without = by_name["200,000 tiny calls, threads, chunk_size=2"]
+        with_path = by_name["200,000 tiny calls, threads, chunk_size=2, path="]
+        cost = (1 / with_path - 1 / without) * 1e6
+        row("200,000 tiny calls: what path= adds per result",
+            f"{cost:.2f} µs", "(with - without) / N", cost, "<= 0.4")  # fmt: skip
 
         (t_sleep,) = best(1, partial(chunk, sleeper, [[0.1]] * 16, chunk_size=2,
                                      progress_bar=False))  # fmt: skip

@@ -119,7 +119,7 @@ async def run_plan(
         executor = await stack.enter_async_context(
             opened_executor(plan.executor, plan.chunk_size)
         )
-        todo = filterfalse(done.__contains__, range(n))
+        todo = filterfalse(done.__contains__, range(n)) if done else iter(range(n))
         workers = Workers(plan, outputs, store, emit, bar, todo, skip)
         limiter = anyio.CapacityLimiter(plan.chunk_size)
         strategy: Strategy

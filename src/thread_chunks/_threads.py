@@ -56,6 +56,9 @@ class Threads:
     def __init__(self, calls: Calls, limiter: anyio.CapacityLimiter) -> None:
         self.calls = calls
         self.limiter = limiter
+        self._run_sizes: dict[int, int] = {}
+        """The size of the next run of each worker (by its actor's ``id``),
+        kept from one slice to the next."""
 
     async def work(self, actor: Any) -> None:
         """Run slices of calls in a worker thread until none is left."""
@@ -155,7 +158,7 @@ class Threads:
         results: list[Any] = []
         clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
         deadline = clock() + TIME_SLICE
-        size = 1  # calls in the next run: grows while they are tiny
+        size = self._run_sizes.get(id(actor), 1)  # grows while calls are tiny
         while not calls.stopped:
             starting, taken = tee(take(size))
             ran: list[Any] = []
@@ -179,13 +182,6 @@ class Threads:
                 results += ran
             if len(ran) < size:
                 return indices, results, None, True
-            try:
-                check_cancelled()
-            except cancelled:
-                calls.stop()
-                break
-            if now >= deadline:
-                break
             # The next run: as many calls as fit in half of RUN_TIME at this
             # run's pace, at most twice as many; one after a slow call.
             seconds = now - started
@@ -194,4 +190,12 @@ class Threads:
             else:
                 size = min(2 * size, _LONGEST_RUN, int(RUN_TIME / 2 / seconds * size))
                 size = max(size, 1)
+            try:
+                check_cancelled()
+            except cancelled:
+                calls.stop()
+                break
+            if now >= deadline:
+                break
+        self._run_sizes[id(actor)] = size
         return indices, results, None, False
