@@ -8,6 +8,7 @@ Examples
 [8, 9]
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from ._actors import LabelledActor as LabelledActor
@@ -15,9 +16,6 @@ from ._api import achunk as achunk
 from ._api import achunk_iter as achunk_iter
 from ._api import chunk as chunk
 from ._api import chunk_iter as chunk_iter
-from ._checkpoint import CallFailure as CallFailure
-from ._checkpoint import Checkpoint as Checkpoint
-from ._checkpoint import CheckpointFailedWarning as CheckpointFailedWarning
 from ._chunker import Chunker as Chunker
 from ._host import ignore_sigint as ignore_sigint
 from ._options import config as config
@@ -25,14 +23,16 @@ from ._report import Progress as Progress
 from ._report import progress as progress
 from ._run import CallsFailed as CallsFailed
 
+if _TYPE_CHECKING:  # imported on first use (see __getattr__ below)
+    from ._checkpoint import CallFailure as CallFailure
+    from ._checkpoint import Checkpoint as Checkpoint
+    from ._checkpoint import CheckpointFailedWarning as CheckpointFailedWarning
+
 __version__ = "2.0.0.dev0"
 
 # Public objects say where users import them from (like trio does).
 for _obj in (
-    CallFailure,
     CallsFailed,
-    Checkpoint,
-    CheckpointFailedWarning,
     Chunker,
     LabelledActor,
     achunk,
@@ -47,7 +47,19 @@ for _obj in (
 del _obj
 
 
+# Imported on first use, so that a run without a checkpoint file never imports
+# saveable-objects (and numpy through it): ``import thread_chunks`` stays fast.
+_CHECKPOINT_NAMES = frozenset({"CallFailure", "Checkpoint", "CheckpointFailedWarning"})
+
+
 def __getattr__(name: str) -> _Any:
+    if name in _CHECKPOINT_NAMES:
+        from . import _checkpoint
+
+        found = getattr(_checkpoint, name)
+        found.__module__ = __name__
+        globals()[name] = found  # found here from now on
+        return found
     # RemoteLabelledActor, 1.x's Ray actor class, needs Ray: it is made on first
     # use, so that importing thread_chunks never imports Ray. It is left out of
     # __all__ so that `from thread_chunks import *` works without Ray.
@@ -56,6 +68,10 @@ def __getattr__(name: str) -> _Any:
 
         return remote_labelled_actor()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_CHECKPOINT_NAMES})
 
 
 __all__ = [

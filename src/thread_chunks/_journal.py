@@ -30,7 +30,6 @@ import json
 import os
 import pickle
 import re
-import secrets
 import shutil
 import struct
 import time
@@ -38,9 +37,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import IO, Any
-
-from filelock import FileLock, Timeout
+from typing import IO, TYPE_CHECKING, Any
 
 from ._pickling import (
     HEAD,
@@ -66,6 +63,9 @@ from ._pickling import (
     result_seed,
     write_at,
 )
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 __all__ = [
     "FORMAT",
@@ -423,6 +423,8 @@ def write_file(
 
 def new_key() -> bytes:
     """A file's random key: 16 bytes."""
+    import secrets  # with hmac and hashlib: only for a run with a path
+
     return secrets.token_bytes(16)
 
 
@@ -866,6 +868,8 @@ def replace_atomically(path: str, write: Callable[[int], int]) -> int:
 
 
 def _temporary_path(path: str) -> str:
+    import secrets
+
     directory, name = os.path.split(path)
     return os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
 
@@ -954,6 +958,8 @@ class CheckpointLock:
         return (now.st_dev, now.st_ino) == (self._file.st_dev, self._file.st_ino)
 
     def _take(self) -> FileLock:
+        from filelock import FileLock, Timeout  # only for a run with a path
+
         lock = FileLock(self.path, timeout=0, thread_local=False, mode=file_mode())
         try:
             lock.acquire()
