@@ -22,17 +22,19 @@ from ._options import config as config
 from ._report import Progress as Progress
 from ._report import progress as progress
 from ._run import CallsFailed as CallsFailed
+from ._store import CallFailure as CallFailure
+from ._store import CheckpointFailedWarning as CheckpointFailedWarning
 
-if _TYPE_CHECKING:  # imported on first use (see __getattr__ below)
-    from ._checkpoint import CallFailure as CallFailure
+if _TYPE_CHECKING:  # imported on first use: see __getattr__
     from ._checkpoint import Checkpoint as Checkpoint
-    from ._checkpoint import CheckpointFailedWarning as CheckpointFailedWarning
 
 __version__ = "2.0.0.dev0"
 
 # Public objects say where users import them from (like trio does).
 for _obj in (
+    CallFailure,
     CallsFailed,
+    CheckpointFailedWarning,
     Chunker,
     LabelledActor,
     achunk,
@@ -47,19 +49,15 @@ for _obj in (
 del _obj
 
 
-# Imported on first use, so that a run without a checkpoint file never imports
-# saveable-objects (and numpy through it): ``import thread_chunks`` stays fast.
-_CHECKPOINT_NAMES = frozenset({"CallFailure", "Checkpoint", "CheckpointFailedWarning"})
-
-
 def __getattr__(name: str) -> _Any:
-    if name in _CHECKPOINT_NAMES:
-        from . import _checkpoint
+    # Checkpoint, a saveable_objects.SaveableObject, is imported on first use:
+    # saveable-objects imports numpy, which no run needs (runs, with a path or
+    # not, keep their checkpoint in a _store.CheckpointData).
+    if name == "Checkpoint":
+        from ._checkpoint import Checkpoint
 
-        found = getattr(_checkpoint, name)
-        found.__module__ = __name__
-        globals()[name] = found  # found here from now on
-        return found
+        globals()[name] = Checkpoint  # found here from now on
+        return Checkpoint
     # RemoteLabelledActor, 1.x's Ray actor class, needs Ray: it is made on first
     # use, so that importing thread_chunks never imports Ray. It is left out of
     # __all__ so that `from thread_chunks import *` works without Ray.
@@ -71,7 +69,7 @@ def __getattr__(name: str) -> _Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_CHECKPOINT_NAMES})
+    return sorted({*globals(), "Checkpoint"})
 
 
 __all__ = [

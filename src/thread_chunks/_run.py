@@ -268,7 +268,7 @@ class Workers:
         """Handle the failure of call ``index`` as ``errors`` says; go on?"""
         self._note(index, exc)
         if self.store is not None:
-            from ._checkpoint import CallFailure
+            from ._store import CallFailure
 
             failure = CallFailure.of(exc, self.plan.retries + 1)
             self.store.record_failure(index, failure)
