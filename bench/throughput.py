@@ -155,6 +155,9 @@ def cold_starts(work: Workdir, runs: int = 15) -> tuple[float, float, float]:
     """
     env = dict(os.environ, PYTHONPYCACHEPREFIX=str(work.root / "pycache"))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    for name in "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS":  # set above for matmul
+        if env.get(name) == "1":
+            del env[name]  # numpy starts its BLAS threads, as in a user's python
 
     def fresh(code: str) -> Callable[[], object]:
         return partial(subprocess.run, [sys.executable, "-c", code], env=env,

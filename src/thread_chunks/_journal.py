@@ -26,11 +26,9 @@ callers use worker threads.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
-import shutil
 import struct
 import time
 import zlib
@@ -179,6 +177,8 @@ def _load_bound(data: bytes | memoryview) -> tuple[Any, str | None]:
 
 def parse_header(body: bytes | memoryview) -> tuple[Summary, bytes]:
     """The summary and the key in a checked ``H`` body."""
+    import json  # here and below: only where a checkpoint file is read or written
+
     view = memoryview(body)
     if bytes(view[: len(MAGIC)]) != MAGIC:
         raise DamagedHeader("the checkpoint's header is not one")
@@ -190,12 +190,16 @@ def parse_header(body: bytes | memoryview) -> tuple[Summary, bytes]:
 
 def header_frame(summary: Summary, key: bytes) -> bytes:
     """The ``H`` frame: checked from 0, since the key is inside it."""
+    import json
+
     body = MAGIC + _KEY.pack(FORMAT, key) + json.dumps(summary).encode()
     return frame(b"H", body, 0)
 
 
 def commit_frame(seed: int, info: Mapping[str, Any]) -> bytes:
     """A ``C`` frame holding ``info``, its own size last (to be found from the end)."""
+    import json
+
     text = json.dumps(info, separators=(",", ":")).encode()
     size = HEAD.size + len(text) + _COMMIT_SIZE.size
     return frame(b"C", text + _COMMIT_SIZE.pack(size), seed)
@@ -235,6 +239,8 @@ class Commit:
 
 def failure_json(failure: Sequence[Any]) -> bytes:
     """A failure record as the ``F`` frame keeps it: JSON, never a pickle."""
+    import json
+
     exception_type, message, traceback, attempts, at, *arguments = failure
     record = {
         "exception_type": exception_type,
@@ -563,6 +569,8 @@ def _walk(
     load: bool = True,
 ) -> None:
     """Read every frame from ``position`` on into ``contents``."""
+    import json
+
     while position < size:
         if position + len(TAIL) == size:
             file.seek(position)
@@ -704,6 +712,8 @@ def _next_frame(file: IO[bytes], position: int, size: int, seed: int) -> int | N
 
 def read_last_commit(file: IO[bytes], seed: int) -> dict[str, Any] | None:
     """The ``C`` frame at the end of the file, or ``None`` if it is not there."""
+    import json
+
     size = os.fstat(file.fileno()).st_size
     file.seek(max(size - len(TAIL), 0))
     if file.read(len(TAIL)) == TAIL:
@@ -882,6 +892,8 @@ def keep_copy(path: str, suffix: str) -> str:
     must then replace ``path`` rather than change it in place, or the link
     would change too.
     """
+    import shutil
+
     copy, temp_path = path + suffix, _temporary_path(path)
     try:
         os.link(path, temp_path)
