@@ -12,6 +12,12 @@ record and fsyncs it (group commit): at most one write is in flight, results
 that complete during it go together into the next, and a slow disk never
 stalls a call. When the run ends, however it ends, the rest is written and the
 file is finished.
+
+**In memory.** The run's checkpoint is a :class:`CheckpointData`: the results,
+the failures (:class:`CallFailure`), the function's identity, and the rules
+that compare and resume them. The public ``Checkpoint`` (``_checkpoint``) is
+one that saveable-objects can save and load; a run never imports it, nor
+saveable-objects, which imports numpy.
 """
 
 from __future__ import annotations
