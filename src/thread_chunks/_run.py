@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from itertools import filterfalse, islice
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import anyio
 
@@ -28,10 +28,8 @@ from ._actors import Coroutines, Row, Strategy
 from ._executor import Batches, BatchSizes, opened_executor
 from ._plan import Plan
 from ._ray import RayActors
+from ._store import CallFailure, CheckpointStore, Warn
 from ._threads import Threads
-
-if TYPE_CHECKING:  # the store is imported by a run with a path only
-    from ._store import CheckpointStore, Warn
 
 __all__ = [
     "CallsFailed",
@@ -93,8 +91,6 @@ async def run_plan(
     # the progress bar, and last the checkpoint, which saves what they left.
     async with AsyncExitStack() as stack:
         if plan.path is not None:
-            from ._store import CheckpointStore
-
             # Saved as given: a mapping row stays a mapping (the store's
             # annotation says argument lists only).
             rows = cast("list[Sequence[Any]]", plan.parameters)
@@ -268,8 +264,6 @@ class Workers:
         """Handle the failure of call ``index`` as ``errors`` says; go on?"""
         self._note(index, exc)
         if self.store is not None:
-            from ._store import CallFailure
-
             failure = CallFailure.of(exc, self.plan.retries + 1)
             self.store.record_failure(index, failure)
         if self.plan.errors == "raise":
