@@ -8,7 +8,8 @@ import thread_chunks
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(thread_chunks) if not name.startswith("_")}
+    # dir(), not vars(): some names are imported on first use (PEP 562).
+    public = {name for name in dir(thread_chunks) if not name.startswith("_")}
     public.add("__version__")
     assert set(thread_chunks.__all__) == public
 
@@ -38,7 +39,14 @@ def test_method_examples(cls: type, methods: set[str], tmp_path: Path) -> None:
         "chunk": thread_chunks.chunk,
         "progress": thread_chunks.progress,
     }
-    tests = finder.find(cls, cls.__name__, module=False, globs=globs)
+    # The methods of our own base classes too (Checkpoint's come from
+    # _store.CheckpointData, the part of it that a run uses).
+    tests = [
+        test
+        for klass in cls.__mro__
+        if klass.__module__.startswith("thread_chunks")
+        for test in finder.find(klass, cls.__name__, module=False, globs=globs)
+    ]
     method_tests = [t for t in tests if t.name != cls.__name__ and t.examples]
     assert {t.name.rsplit(".", 1)[1] for t in method_tests} >= methods
     for test in method_tests:

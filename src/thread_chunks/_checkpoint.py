@@ -6,39 +6,33 @@ file that ``pickle.load`` reads), but writes through the checkpoint file
 format (``_journal``): atomically, every result in a frame of its own, so
 that one unreadable result costs only itself. The failures of calls are kept
 beside the results, as :class:`CallFailure` records.
+
+Its data and rules are those of ``_store.CheckpointData``, in which a run
+keeps its checkpoint: a run never imports this module, nor saveable-objects
+(nor numpy, which saveable-objects imports).
 """
 
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 import os
 import pickle
 import struct
-import time
-import traceback
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple, Self, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
 
 from saveable_objects import SaveableObject
 
-from ._identity import FunctionIdentity, identify, same_parameters
+from ._identity import FunctionIdentity
 from ._journal import (
-    FORMAT,
     OPENING,
-    OPENING_1,
-    TAIL,
     Commit,
-    Contents,
-    OldFormat,
-    load_parameters,
     loads_parameters,
     locate,
     new_key,
     parse_header,
-    read_contents,
     write_file,
 )
 from ._pickling import (
@@ -51,92 +45,17 @@ from ._pickling import (
     is_failure_key,
     key_check,
 )
+from ._store import (
+    CallFailure,
+    CheckpointData,
+    CheckpointFailedWarning,
+    read_checkpoint,
+)
 
-__all__ = [
-    "CallFailure",
-    "Checkpoint",
-    "CheckpointFailedWarning",
-    "read_checkpoint",
-]
-
-C = TypeVar("C", bound="Checkpoint")
-
-
-class CallFailure(NamedTuple):
-    """Why a call failed, as a checkpoint keeps it until the call succeeds.
-
-    Attributes
-    ----------
-    exception_type : str
-        The name of the exception's class, such as ``'ValueError'``.
-    message : str
-        ``str()`` of the exception.
-    traceback : str
-        The formatted traceback.
-    attempts : int
-        How many times the call was tried (``1 + retries``).
-    time : float
-        When it failed last, in seconds since the epoch.
-
-    Examples
-    --------
-    >>> from thread_chunks import Checkpoint, chunk
-    >>> def inverse(x):
-    ...     return 1 / x
-    >>> chunk(inverse, [[1], [0]], errors="return", path=tmp / "inv.pkl",
-    ...       progress_bar=False)
-    [1.0, ZeroDivisionError('division by zero')]
-    >>> failure = Checkpoint.load(tmp / "inv.pkl").failures[1]
-    >>> failure.exception_type, failure.message, failure.attempts
-    ('ZeroDivisionError', 'division by zero', 1)
-    """
-
-    exception_type: str
-    message: str
-    traceback: str
-    attempts: int
-    time: float
-
-    @classmethod
-    def of_record(cls, record: Mapping[str, Any]) -> CallFailure:
-        """The failure that a checkpoint file records as JSON."""
-        return cls(
-            str(record["exception_type"]),
-            str(record["message"]),
-            str(record["traceback"]),
-            int(record["attempts"]),
-            float(record["time"]),
-        )
-
-    @classmethod
-    def of(cls, exc: BaseException, attempts: int) -> CallFailure:
-        """Describe ``exc``, raised after ``attempts`` tries."""
-        text = "".join(traceback.format_exception(exc))
-        return cls(type(exc).__qualname__, str(exc), text, attempts, time.time())
+__all__ = ["CallFailure", "Checkpoint", "CheckpointFailedWarning"]
 
 
-class CheckpointFailedWarning(Warning):
-    """A checkpoint could not be read or written; the computation goes on.
-
-    Results are never lost because of this warning: they are still returned.
-    What it means is that a rerun may have to compute some of them again.
-
-    Examples
-    --------
-    Stop a run whose checkpoint cannot be saved, instead of carrying on:
-
-    >>> import warnings
-    >>> from thread_chunks import chunk
-    >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter("error", CheckpointFailedWarning)
-    ...     chunk(abs, [[-1]], path=tmp / "strict.pkl", progress_bar=False)
-    [1]
-    """
-
-    __module__ = "thread_chunks"
-
-
-class Checkpoint(SaveableObject):  # type: ignore[misc]
+class Checkpoint(CheckpointData, SaveableObject):  # type: ignore[misc]
     """The saved progress of one run of :func:`chunk` or :func:`achunk`.
 
     The arguments are those of thread-chunks 1.x, in the same order.
@@ -209,30 +128,8 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
         done: int | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.func_name = func_name
-        self.parameters = list(parameters)
-        n = len(self.parameters)
-        output = [None] * n if output is None else list(output)
-        completed = [False] * n if completed is None else list(completed)
-        for name, values in (("output", output), ("completed", completed)):
-            if len(values) != n:
-                raise ValueError(
-                    f"{name} must have one entry per argument list: got "
-                    f"{len(values)} for {n} parameters"
-                )
-        if done is not None and done != sum(map(bool, completed)):
-            raise ValueError(
-                f"done={done} disagrees with completed, which has "
-                f"{sum(map(bool, completed))} calls done; leave out done"
-            )
-        self.results: dict[int, Any] = {
-            i: output[i] for i in itertools.compress(range(n), completed)
-        }
-        self.index = max(self.results, default=-1) + 1 if index is None else index
-        self.unreadable: dict[int, str] = {}
-        self.failures: dict[int, CallFailure] = {}
-        self.function: FunctionIdentity | None = None
-        super().__init__(None if path is None else os.fspath(path))
+        super().__init__(func_name, parameters, output, completed, index, done)
+        SaveableObject.__init__(self, None if path is None else os.fspath(path))
 
     @property
     def output(self) -> list[Any]:
@@ -245,61 +142,6 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
         """``completed[i]`` tells a result of ``None`` from a call not yet done."""
         results = self.results
         return [i in results for i in range(len(self.parameters))]
-
-    @property
-    def done(self) -> int:
-        """The number of completed calls."""
-        return len(self.results)
-
-    def matches(
-        self,
-        func: str | Callable[..., Any] | FunctionIdentity,
-        parameters: Sequence[Sequence[Any]],
-    ) -> bool:
-        """Return whether this checkpoint belongs to ``func`` over ``parameters``.
-
-        ``func`` is a function, or only its name (as thread-chunks 1.x did).
-        A checkpoint written by a run records where its function is defined
-        and what is bound to it (a partial's arguments, a method's object):
-        a function is then the same only if all of that is. Parameters are
-        compared strictly, by value; see the Checkpointing guide.
-
-        Examples
-        --------
-        >>> Checkpoint("f", [[1, 2]]).matches("f", [(1, 2)])
-        True
-        >>> Checkpoint("f", [[1, 2]]).matches("f", [[2, 1]])
-        False
-        >>> Checkpoint("f", [[0.0]]).matches("f", [[-0.0]])
-        False
-        """
-        if isinstance(func, str):
-            same_function = func == self.func_name
-        else:
-            if not isinstance(func, FunctionIdentity):
-                func = identify(func)
-            if self.function is None:  # made by hand, or by 1.x: the name only
-                same_function = func.name == self.func_name
-            else:
-                same_function = self.function.same_function(func)
-        return same_function and same_parameters(self.parameters, parameters)
-
-    def apply(self, results: Mapping[int, Any]) -> None:
-        """Record each ``results[i]`` as the output of call ``i``.
-
-        Examples
-        --------
-        >>> checkpoint = Checkpoint("f", [[1], [2], [3]])
-        >>> checkpoint.apply({1: "b"})
-        >>> checkpoint.output, checkpoint.index
-        ([None, 'b', None], 2)
-        """
-        self.results.update(results)
-        if self.failures:
-            for i in results:
-                self.failures.pop(i, None)
-        if results:
-            self.index = max(self.index, max(results) + 1)
 
     def arguments(self) -> dict[str, Any]:
         """The arguments that identify this checkpoint, saved after it.
@@ -402,33 +244,6 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
         return checkpoint
 
     @classmethod
-    def of_file(
-        cls, summary: Mapping[str, Any], parameters: tuple[Any, Any, str | None]
-    ) -> Self:
-        """A checkpoint for a file's summary and its ``(bound, parameters, error)``."""
-        bound, rows, bound_error = parameters
-        checkpoint = cls(summary["function"], rows)
-        if summary.get("module") is None:  # made by hand or by 1.x: the name only
-            return checkpoint
-        checkpoint.function = FunctionIdentity(
-            summary.get("module"),
-            summary["function"],
-            bound,
-            summary.get("code"),
-            bound_error,
-        )
-        return checkpoint
-
-    def take_saved(self, contents: Contents) -> None:
-        """Take the results, failures and unreadable results read from a file."""
-        self.results = contents.results
-        self.unreadable = contents.unreadable
-        self.failures = {
-            i: CallFailure.of_record(record) for i, record in contents.failures.items()
-        }
-        self.index = max(self.results, default=-1) + 1
-
-    @classmethod
     def _from_journal(cls, summary: bytes, header: bytes, *records: bytes) -> Self:
         """Rebuild a checkpoint of format 1 (development versions of 2.0).
 
@@ -488,23 +303,6 @@ class Checkpoint(SaveableObject):  # type: ignore[misc]
             strict=True,
         )
 
-    def summary(self) -> dict[str, Any]:
-        """What the header of the file says, as JSON: readable without the rest.
-
-        Examples
-        --------
-        >>> Checkpoint("f", [[1], [2]]).summary()["total"]
-        2
-        """
-        function = self.function
-        return {
-            "format": FORMAT,
-            "function": self.func_name,
-            "module": None if function is None else function.module,
-            "code": None if function is None else function.code,
-            "total": len(self.parameters),
-        }
-
     def update_save(self, path: str | None = None) -> bool:
         """Save atomically, the arguments included; the same as :meth:`save`.
 
@@ -555,52 +353,6 @@ Checkpoint.__signature__ = inspect.Signature(
     list(inspect.signature(Checkpoint.__init__).parameters.values())[1:],
     return_annotation=None,
 )
-
-
-def read_checkpoint(
-    path: str, cls: type[C], strict_typing: bool = True
-) -> tuple[C, Contents | None]:
-    """Read the checkpoint file at ``path`` with every result saved in it.
-
-    Returns the checkpoint and the :class:`~thread_chunks._journal.Contents`
-    of the file (what is intact, what is damaged, where it ends), or ``None``
-    for a file of an earlier format, read as its format says. Reads the file
-    a frame at a time: no copy of it is made.
-    """
-    contents: Contents | None = None
-    with open(path, "rb") as file:
-        try:
-            contents = read_contents(file)
-        except OldFormat:
-            file.seek(0)
-            checkpoint = _read_old(file)
-        else:
-            parameters = load_parameters(file, contents)
-            checkpoint = cls.of_file(contents.summary, parameters)
-            checkpoint.take_saved(contents)
-    if strict_typing and not isinstance(checkpoint, cls):
-        raise TypeError(
-            f"{path!r} holds a {type(checkpoint).__name__}, not a {cls.__name__}"
-        )
-    return checkpoint, contents
-
-
-def _read_old(file: Any) -> Any:
-    """A checkpoint of format 1, or a plain pickle (thread-chunks 1.x).
-
-    A format 1 file that a run left unfinished lacks the end of its pickle:
-    its frames are walked by their lengths (never searched) and the end added.
-    """
-    data = file.read()
-    if not data.startswith(OPENING_1):
-        return pickle.loads(data)
-    position = len(OPENING_1)
-    while data[position : position + 1] == pickle.BINBYTES8:
-        (length,) = struct.unpack_from("<Q", data, position + 1)
-        if position + 9 + length > len(data):
-            break
-        position += 9 + length
-    return pickle.loads(data[:position] + TAIL)
 
 
 def _format_1_body(payload: bytes) -> memoryview:

@@ -21,15 +21,11 @@ from __future__ import annotations
 import math
 import pickle
 import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import (
-    Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-)
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any, NamedTuple
@@ -38,10 +34,8 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
-import cloudpickle
 
 from ._actors import Calls
-from ._remote import pickle_arguments, run_batch
 
 __all__ = [
     "PROCESSES",
@@ -61,6 +55,8 @@ PROCESSES = "processes"
 
 def check_executor(executor: object, func: Callable[..., Any], name: str) -> None:
     """Raise unless ``executor`` can run ``func``; say how to fix it if not."""
+    import cloudpickle  # only once an executor is used
+
     if isinstance(executor, str):
         if executor != PROCESSES:
             raise ValueError(
@@ -76,10 +72,20 @@ def check_executor(executor: object, func: Callable[..., Any], name: str) -> Non
             f"{type(executor).__name__}"
         )
     module = type(executor).__module__
-    if isinstance(executor, ProcessPoolExecutor) or module.startswith("mpi4py"):
+    if _is_process_pool(executor) or module.startswith("mpi4py"):
         _check_serialisable(func, name, pickle.dumps, "pickle")
     elif not isinstance(executor, ThreadPoolExecutor):
         _check_serialisable(func, name, cloudpickle.dumps, "cloudpickle")
+
+
+def _is_process_pool(executor: Executor) -> bool:
+    """``isinstance(executor, ProcessPoolExecutor)``, without importing its module.
+
+    Importing ``concurrent.futures.process`` costs a run on threads 10-20 ms;
+    a process pool exists only if its module has been imported.
+    """
+    process = sys.modules.get("concurrent.futures.process")
+    return process is not None and isinstance(executor, process.ProcessPoolExecutor)
 
 
 def _check_serialisable(
@@ -309,6 +315,8 @@ class Batches:
 
         Returns what it sent back, and the seconds of its round trip.
         """
+        from ._remote import pickle_arguments, run_batch  # and cloudpickle
+
         parameters = self.calls.parameters
         arguments: Any = [parameters[i] for i in batch]
         if self.pickled and len(batch) > 1:  # many: pickled at once, unpickled fast

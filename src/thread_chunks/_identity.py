@@ -34,14 +34,12 @@ large array in every argument list) is compared once.
 from __future__ import annotations
 
 import enum
-import hashlib
 import pickle
 import struct
 import sys
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -119,7 +117,8 @@ class _Comparer:
     def _compare(self, kind: type, a: Any, b: Any) -> bool:
         if issubclass(kind, _BY_IDENTITY):
             return False  # not the same object
-        if issubclass(kind, Decimal):
+        decimal = sys.modules.get("decimal")  # no Decimal unless it is imported
+        if decimal is not None and issubclass(kind, decimal.Decimal):
             return bool(a.as_tuple() == b.as_tuple())
         if issubclass(kind, list | tuple):
             return len(a) == len(b) and all(map(self.same, a, b))
@@ -306,6 +305,8 @@ def _fingerprint(code: types.CodeType | None) -> str | None:
     """A digest of what ``code`` does, not where it is: line numbers left out."""
     if code is None:
         return None
+    import hashlib  # not for a builtin function
+
     digest = hashlib.sha256()
     _feed(digest, code)
     return digest.hexdigest()[:16]

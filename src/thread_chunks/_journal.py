@@ -26,12 +26,9 @@ callers use worker threads.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
-import secrets
-import shutil
 import struct
 import time
 import zlib
@@ -39,9 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import itemgetter
-from typing import IO, Any
-
-from filelock import FileLock, Timeout
+from typing import IO, TYPE_CHECKING, Any
 
 from ._pickling import (
     HEAD,
@@ -68,6 +63,9 @@ from ._pickling import (
     result_seed,
     write_at,
 )
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 __all__ = [
     "FORMAT",
@@ -181,6 +179,8 @@ def _load_bound(data: bytes | memoryview) -> tuple[Any, str | None]:
 
 def parse_header(body: bytes | memoryview) -> tuple[Summary, bytes]:
     """The summary and the key in a checked ``H`` body."""
+    import json  # here and below: only where a checkpoint file is read or written
+
     view = memoryview(body)
     if bytes(view[: len(MAGIC)]) != MAGIC:
         raise DamagedHeader("the checkpoint's header is not one")
@@ -192,12 +192,16 @@ def parse_header(body: bytes | memoryview) -> tuple[Summary, bytes]:
 
 def header_frame(summary: Summary, key: bytes) -> bytes:
     """The ``H`` frame: checked from 0, since the key is inside it."""
+    import json
+
     body = MAGIC + _KEY.pack(FORMAT, key) + json.dumps(summary).encode()
     return frame(b"H", body, 0)
 
 
 def commit_frame(seed: int, info: Mapping[str, Any]) -> bytes:
     """A ``C`` frame holding ``info``, its own size last (to be found from the end)."""
+    import json
+
     text = json.dumps(info, separators=(",", ":")).encode()
     size = HEAD.size + len(text) + _COMMIT_SIZE.size
     return frame(b"C", text + _COMMIT_SIZE.pack(size), seed)
@@ -237,6 +241,8 @@ class Commit:
 
 def failure_json(failure: Sequence[Any]) -> bytes:
     """A failure record as the ``F`` frame keeps it: JSON, never a pickle."""
+    import json
+
     exception_type, message, traceback, attempts, at, *arguments = failure
     record = {
         "exception_type": exception_type,
@@ -440,6 +446,8 @@ def write_file(
 
 def new_key() -> bytes:
     """A file's random key: 16 bytes."""
+    import secrets  # with hmac and hashlib: only for a run with a path
+
     return secrets.token_bytes(16)
 
 
@@ -578,6 +586,8 @@ def _walk(
     load: bool = True,
 ) -> None:
     """Read every frame from ``position`` on into ``contents``."""
+    import json
+
     while position < size:
         if position + len(TAIL) == size:
             file.seek(position)
@@ -722,6 +732,8 @@ def _next_frame(file: IO[bytes], position: int, size: int, seed: int) -> int | N
 
 def read_last_commit(file: IO[bytes], seed: int) -> dict[str, Any] | None:
     """The ``C`` frame at the end of the file, or ``None`` if it is not there."""
+    import json
+
     size = os.fstat(file.fileno()).st_size
     file.seek(max(size - len(TAIL), 0))
     if file.read(len(TAIL)) == TAIL:
@@ -886,6 +898,8 @@ def replace_atomically(path: str, write: Callable[[int], int]) -> int:
 
 
 def _temporary_path(path: str) -> str:
+    import secrets
+
     directory, name = os.path.split(path)
     return os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
 
@@ -898,6 +912,8 @@ def keep_copy(path: str, suffix: str) -> str:
     must then replace ``path`` rather than change it in place, or the link
     would change too.
     """
+    import shutil
+
     copy, temp_path = path + suffix, _temporary_path(path)
     try:
         os.link(path, temp_path)
@@ -974,6 +990,8 @@ class CheckpointLock:
         return (now.st_dev, now.st_ino) == (self._file.st_dev, self._file.st_ino)
 
     def _take(self) -> FileLock:
+        from filelock import FileLock, Timeout  # only for a run with a path
+
         lock = FileLock(self.path, timeout=0, thread_local=False, mode=file_mode())
         try:
             lock.acquire()

@@ -13,7 +13,6 @@ is left as ``None``.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import os
@@ -290,6 +289,8 @@ def check_no_unknown(entry: str, unknown: Mapping[str, Any]) -> None:
     elif name in _OTHER_NAMES:
         hint = _OTHER_NAMES[name]
     else:
+        import difflib  # only to suggest a name for a mistyped one
+
         close = difflib.get_close_matches(name, sorted(_NAMES), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}=?" if close else ""
     raise TypeError(f"{message}; {hint}" if hint else message)

@@ -40,8 +40,6 @@ from itertools import accumulate, chain, repeat
 from operator import add, itemgetter, sub, xor
 from typing import IO, Any
 
-import cloudpickle
-
 __all__ = [
     "HEAD",
     "INDEX",
@@ -94,6 +92,8 @@ class _Pickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.FunctionType | type) and not _importable(obj):
+            import cloudpickle  # only for what the standard pickle cannot store
+
             return pickle.loads, (cloudpickle.dumps(obj, protocol=PROTOCOL),)
         return NotImplemented
 

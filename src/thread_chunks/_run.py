@@ -25,11 +25,10 @@ from typing import Any, cast
 import anyio
 
 from ._actors import Coroutines, Row, Strategy
-from ._checkpoint import CallFailure
 from ._executor import Batches, BatchSizes, opened_executor
 from ._plan import Plan
 from ._ray import RayActors
-from ._store import CheckpointStore, Warn
+from ._store import CallFailure, CheckpointStore, Warn
 from ._threads import Threads
 
 __all__ = [

@@ -12,6 +12,12 @@ record and fsyncs it (group commit): at most one write is in flight, results
 that complete during it go together into the next, and a slow disk never
 stalls a call. When the run ends, however it ends, the rest is written and the
 file is finished.
+
+**In memory.** The run's checkpoint is a :class:`CheckpointData`: the results,
+the failures (:class:`CallFailure`), the function's identity, and the rules
+that compare and resume them. The public ``Checkpoint`` (``_checkpoint``) is
+one that saveable-objects can save and load; a run never imports it, nor
+saveable-objects, which imports numpy.
 """
 
 from __future__ import annotations
@@ -21,34 +27,34 @@ import logging
 import os
 import pickle
 import reprlib
+import struct
 import threading
+import time
+import traceback
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from itertools import chain, compress, islice, repeat
 from operator import is_not, itemgetter
-from typing import Any
+from typing import Any, NamedTuple, Self, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from ._checkpoint import (
-    CallFailure,
-    Checkpoint,
-    CheckpointFailedWarning,
-    read_checkpoint,
-)
-from ._identity import FunctionIdentity
+from ._identity import FunctionIdentity, identify, same_parameters
 from ._journal import (
+    FORMAT,
     MAGIC,
     OPENING,
     OPENING_1,
+    TAIL,
     CheckpointLock,
     Commit,
     Contents,
     DamagedHeader,
     Journal,
+    OldFormat,
     copy_frames,
     iter_ranges,
     keep_copy,
@@ -62,7 +68,16 @@ from ._journal import (
 )
 from ._pickling import dumps, failure_key, is_failure_key
 
-__all__ = ["MIN_WRITE_GAP", "CheckpointStore", "Warn", "open_checkpoint_file"]
+__all__ = [
+    "MIN_WRITE_GAP",
+    "CallFailure",
+    "CheckpointData",
+    "CheckpointFailedWarning",
+    "CheckpointStore",
+    "Warn",
+    "open_checkpoint_file",
+    "read_checkpoint",
+]
 
 logger = logging.getLogger("thread_chunks")
 
@@ -76,6 +91,279 @@ MIN_WRITE_GAP = 0.002
 logger = logging.getLogger("thread_chunks")
 
 
+# ---- the checkpoint in memory
+
+C = TypeVar("C", bound="CheckpointData")
+
+
+class CallFailure(NamedTuple):
+    """Why a call failed, as a checkpoint keeps it until the call succeeds.
+
+    Attributes
+    ----------
+    exception_type : str
+        The name of the exception's class, such as ``'ValueError'``.
+    message : str
+        ``str()`` of the exception.
+    traceback : str
+        The formatted traceback.
+    attempts : int
+        How many times the call was tried (``1 + retries``).
+    time : float
+        When it failed last, in seconds since the epoch.
+
+    Examples
+    --------
+    >>> from thread_chunks import Checkpoint, chunk
+    >>> def inverse(x):
+    ...     return 1 / x
+    >>> chunk(inverse, [[1], [0]], errors="return", path=tmp / "inv.pkl",
+    ...       progress_bar=False)
+    [1.0, ZeroDivisionError('division by zero')]
+    >>> failure = Checkpoint.load(tmp / "inv.pkl").failures[1]
+    >>> failure.exception_type, failure.message, failure.attempts
+    ('ZeroDivisionError', 'division by zero', 1)
+    """
+
+    exception_type: str
+    message: str
+    traceback: str
+    attempts: int
+    time: float
+
+    @classmethod
+    def of_record(cls, record: Mapping[str, Any]) -> CallFailure:
+        """The failure that a checkpoint file records as JSON."""
+        return cls(
+            str(record["exception_type"]),
+            str(record["message"]),
+            str(record["traceback"]),
+            int(record["attempts"]),
+            float(record["time"]),
+        )
+
+    @classmethod
+    def of(cls, exc: BaseException, attempts: int) -> CallFailure:
+        """Describe ``exc``, raised after ``attempts`` tries."""
+        text = "".join(traceback.format_exception(exc))
+        return cls(type(exc).__qualname__, str(exc), text, attempts, time.time())
+
+
+class CheckpointFailedWarning(Warning):
+    """A checkpoint could not be read or written; the computation goes on.
+
+    Results are never lost because of this warning: they are still returned.
+    What it means is that a rerun may have to compute some of them again.
+
+    Examples
+    --------
+    Stop a run whose checkpoint cannot be saved, instead of carrying on:
+
+    >>> import warnings
+    >>> from thread_chunks import chunk
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", CheckpointFailedWarning)
+    ...     chunk(abs, [[-1]], path=tmp / "strict.pkl", progress_bar=False)
+    [1]
+    """
+
+    __module__ = "thread_chunks"
+
+
+class CheckpointData:
+    """What a run has computed so far: the data and rules of a :class:`Checkpoint`.
+
+    A run keeps its checkpoint in one of these, which needs nothing of
+    saveable-objects (nor numpy, which that imports): the public
+    :class:`~thread_chunks.Checkpoint` adds saving and loading to it. The
+    arguments and attributes are the ``Checkpoint``'s, but ``path``.
+    """
+
+    def __init__(
+        self,
+        func_name: str,
+        parameters: Sequence[Sequence[Any]],
+        output: Sequence[Any] | None = None,
+        completed: Sequence[bool] | None = None,
+        index: int | None = None,
+        done: int | None = None,
+    ) -> None:
+        self.func_name = func_name
+        self.parameters = list(parameters)
+        n = len(self.parameters)
+        output = [None] * n if output is None else list(output)
+        completed = [False] * n if completed is None else list(completed)
+        for name, values in (("output", output), ("completed", completed)):
+            if len(values) != n:
+                raise ValueError(
+                    f"{name} must have one entry per argument list: got "
+                    f"{len(values)} for {n} parameters"
+                )
+        if done is not None and done != sum(map(bool, completed)):
+            raise ValueError(
+                f"done={done} disagrees with completed, which has "
+                f"{sum(map(bool, completed))} calls done; leave out done"
+            )
+        self.results: dict[int, Any] = {
+            i: output[i] for i in compress(range(n), completed)
+        }
+        self.index = max(self.results, default=-1) + 1 if index is None else index
+        self.unreadable: dict[int, str] = {}
+        self.failures: dict[int, CallFailure] = {}
+        self.function: FunctionIdentity | None = None
+
+    @property
+    def done(self) -> int:
+        """The number of completed calls."""
+        return len(self.results)
+
+    def matches(
+        self,
+        func: str | Callable[..., Any] | FunctionIdentity,
+        parameters: Sequence[Sequence[Any]],
+    ) -> bool:
+        """Return whether this checkpoint belongs to ``func`` over ``parameters``.
+
+        ``func`` is a function, or only its name (as thread-chunks 1.x did).
+        A checkpoint written by a run records where its function is defined
+        and what is bound to it (a partial's arguments, a method's object):
+        a function is then the same only if all of that is. Parameters are
+        compared strictly, by value; see the Checkpointing guide.
+
+        Examples
+        --------
+        >>> from thread_chunks import Checkpoint
+        >>> Checkpoint("f", [[1, 2]]).matches("f", [(1, 2)])
+        True
+        >>> Checkpoint("f", [[1, 2]]).matches("f", [[2, 1]])
+        False
+        >>> Checkpoint("f", [[0.0]]).matches("f", [[-0.0]])
+        False
+        """
+        if isinstance(func, str):
+            same_function = func == self.func_name
+        else:
+            if not isinstance(func, FunctionIdentity):
+                func = identify(func)
+            if self.function is None:  # made by hand, or by 1.x: the name only
+                same_function = func.name == self.func_name
+            else:
+                same_function = self.function.same_function(func)
+        return same_function and same_parameters(self.parameters, parameters)
+
+    def apply(self, results: Mapping[int, Any]) -> None:
+        """Record each ``results[i]`` as the output of call ``i``.
+
+        Examples
+        --------
+        >>> from thread_chunks import Checkpoint
+        >>> checkpoint = Checkpoint("f", [[1], [2], [3]])
+        >>> checkpoint.apply({1: "b"})
+        >>> checkpoint.output, checkpoint.index
+        ([None, 'b', None], 2)
+        """
+        self.results.update(results)
+        if self.failures:
+            for i in results:
+                self.failures.pop(i, None)
+        if results:
+            self.index = max(self.index, max(results) + 1)
+
+    @classmethod
+    def of_file(
+        cls, summary: Mapping[str, Any], parameters: tuple[Any, Any, str | None]
+    ) -> Self:
+        """A checkpoint for a file's summary and its ``(bound, parameters, error)``."""
+        bound, rows, bound_error = parameters
+        checkpoint = cls(summary["function"], rows)
+        if summary.get("module") is None:  # made by hand or by 1.x: the name only
+            return checkpoint
+        checkpoint.function = FunctionIdentity(
+            summary.get("module"),
+            summary["function"],
+            bound,
+            summary.get("code"),
+            bound_error,
+        )
+        return checkpoint
+
+    def take_saved(self, contents: Contents) -> None:
+        """Take the results, failures and unreadable results read from a file."""
+        self.results = contents.results
+        self.unreadable = contents.unreadable
+        self.failures = {
+            i: CallFailure.of_record(record) for i, record in contents.failures.items()
+        }
+        self.index = max(self.results, default=-1) + 1
+
+    def summary(self) -> dict[str, Any]:
+        """What the header of the file says, as JSON: readable without the rest.
+
+        Examples
+        --------
+        >>> from thread_chunks import Checkpoint
+        >>> Checkpoint("f", [[1], [2]]).summary()["total"]
+        2
+        """
+        function = self.function
+        return {
+            "format": FORMAT,
+            "function": self.func_name,
+            "module": None if function is None else function.module,
+            "code": None if function is None else function.code,
+            "total": len(self.parameters),
+        }
+
+
+def read_checkpoint(
+    path: str, cls: type[C], strict_typing: bool = True
+) -> tuple[C, Contents | None]:
+    """Read the checkpoint file at ``path`` with every result saved in it.
+
+    Returns the checkpoint and the :class:`~thread_chunks._journal.Contents`
+    of the file (what is intact, what is damaged, where it ends), or ``None``
+    for a file of an earlier format, read as its format says. Reads the file
+    a frame at a time: no copy of it is made.
+    """
+    contents: Contents | None = None
+    with open(path, "rb") as file:
+        try:
+            contents = read_contents(file)
+        except OldFormat:
+            file.seek(0)
+            checkpoint = _read_old(file)
+        else:
+            parameters = load_parameters(file, contents)
+            checkpoint = cls.of_file(contents.summary, parameters)
+            checkpoint.take_saved(contents)
+    if strict_typing and not isinstance(checkpoint, cls):
+        raise TypeError(
+            f"{path!r} holds a {type(checkpoint).__name__}, not a {cls.__name__}"
+        )
+    return checkpoint, contents
+
+
+def _read_old(file: Any) -> Any:
+    """A checkpoint of format 1, or a plain pickle (thread-chunks 1.x).
+
+    A format 1 file that a run left unfinished lacks the end of its pickle:
+    its frames are walked by their lengths (never searched) and the end added.
+    """
+    data = file.read()
+    if not data.startswith(OPENING_1):
+        return pickle.loads(data)
+    position = len(OPENING_1)
+    while data[position : position + 1] == pickle.BINBYTES8:
+        (length,) = struct.unpack_from("<Q", data, position + 1)
+        if position + 9 + length > len(data):
+            break
+        position += 9 + length
+    return pickle.loads(data[:position] + TAIL)
+
+
+# ---- keeping the file in step with the run
+
+
 class CheckpointStore:
     """One run's checkpoint file: the journal and the results queued for it.
 
@@ -85,7 +373,7 @@ class CheckpointStore:
 
     def __init__(
         self,
-        checkpoint: Checkpoint,
+        checkpoint: CheckpointData,
         journal: Journal | None,
         lock: CheckpointLock | None,
         checkpoint_every: float,
@@ -382,7 +670,7 @@ def open_checkpoint_file(
     function: FunctionIdentity,
     parameters: Sequence[Any],
     reuse: str = "run",
-) -> tuple[Checkpoint, Journal | None, CheckpointLock | None, list[str]]:
+) -> tuple[CheckpointData, Journal | None, CheckpointLock | None, list[str]]:
     """Lock ``path``, then resume the checkpoint there or start a new one.
 
     Returns the checkpoint, its journal open for appending (``None`` if there
@@ -416,10 +704,10 @@ def _read_only(
     function: FunctionIdentity,
     parameters: Sequence[Any],
     error: OSError,
-) -> Checkpoint:
+) -> CheckpointData:
     """The finished checkpoint at ``path`` in a read-only directory, or ``error``."""
     if os.path.exists(path) and _written_by_us(path):
-        old, _ = read_checkpoint(path, Checkpoint)
+        old, _ = read_checkpoint(path, CheckpointData)
         finished = old.done == len(parameters) and not old.unreadable
         if finished and old.matches(function, parameters):
             logger.info("read finished checkpoint %r (read-only directory)", path)
@@ -434,7 +722,7 @@ def _read_only(
 
 def _resume_or_create(
     path: str, function: FunctionIdentity, parameters: Sequence[Any], reuse: str
-) -> tuple[Checkpoint, Journal | None, list[str]]:
+) -> tuple[CheckpointData, Journal | None, list[str]]:
     messages: list[str] = []
     if os.path.exists(path) and not _written_by_us(path):
         with open(path, "rb") as file:
@@ -475,9 +763,8 @@ def _resume_or_create(
                 f"checkpoint {path!r} cannot be read ({type(error).__name__}: "
                 f"{error}); moved it to {aside!r} and starting afresh"
             )
-    checkpoint = Checkpoint(function.name, parameters)
+    checkpoint = CheckpointData(function.name, parameters)
     checkpoint.function = function
-    checkpoint.path = path
     try:
         return checkpoint, _create(path, checkpoint, new_key()), messages
     except OSError:
@@ -491,7 +778,7 @@ def _resume_or_create(
         ) from exc
 
 
-def _create(path: str, checkpoint: Checkpoint, key: bytes) -> Journal:
+def _create(path: str, checkpoint: CheckpointData, key: bytes) -> Journal:
     """Replace ``path`` by a new file holding ``checkpoint``'s results so far."""
     function = checkpoint.function
     failures = [(failure_key(i), failure) for i, failure in checkpoint.failures.items()]
@@ -516,7 +803,7 @@ def _resume(
     parameters: Sequence[Any],
     messages: list[str],
     reuse: str = "run",
-) -> tuple[Checkpoint, Journal | None] | None:
+) -> tuple[CheckpointData, Journal | None] | None:
     """Continue the checkpoint read from ``path`` if it is this run's, else ``None``.
 
     The parameters are compared first as bytes, pickled straight into a
@@ -549,7 +836,7 @@ def _resume(
         saved = (function.bound, parameters, None)
     else:
         saved = load_parameters(file, contents)
-    old = Checkpoint.of_file(summary, saved)
+    old = CheckpointData.of_file(summary, saved)
     if not (same or old.matches(function, parameters)):
         if reuse == "calls" and _same_function(old, function):
             return _reuse(path, old, contents, function, parameters)
@@ -561,7 +848,6 @@ def _resume(
     if contents.results and not 0 <= min(contents.results) <= max(contents.results) < n:
         raise DamagedHeader(f"results for calls beyond the {n} of the run")
     checkpoint.take_saved(contents)
-    checkpoint.path = path
     _say_what_is_amiss(path, checkpoint, contents, function, messages)
     history = (contents.last_commit or {}).get("history", [])
     commit = Commit(checkpoint.done, checkpoint.failures, history)
@@ -593,11 +879,11 @@ def _resume(
 
 def _reuse(
     path: str,
-    old: Checkpoint,
+    old: CheckpointData,
     contents: Contents,
     function: FunctionIdentity,
     parameters: Sequence[Any],
-) -> tuple[Checkpoint, Journal]:
+) -> tuple[CheckpointData, Journal]:
     """A checkpoint for ``parameters`` with the saved results of the same calls.
 
     ``reuse="calls"``: each new row whose pickle is the pickle of a saved row
@@ -632,9 +918,8 @@ def _reuse(
         len(parameters) - len(results),
         previous,
     )
-    checkpoint = Checkpoint(function.name, parameters)
+    checkpoint = CheckpointData(function.name, parameters)
     checkpoint.function = function
-    checkpoint.path = path
     checkpoint.apply(results)
     return checkpoint, _create(path, checkpoint, new_key())
 
@@ -645,7 +930,7 @@ def _extend(
     contents: Contents,
     function: FunctionIdentity,
     parameters: Sequence[Any],
-) -> tuple[Checkpoint, Journal]:
+) -> tuple[CheckpointData, Journal]:
     """``reuse="calls"`` for a sweep whose new rows come after all the old ones.
 
     Every saved result keeps its index: the new file is the new parameters,
@@ -662,9 +947,8 @@ def _extend(
         len(parameters) - len(contents.results),
         previous,
     )
-    checkpoint = Checkpoint(function.name, parameters)
+    checkpoint = CheckpointData(function.name, parameters)
     checkpoint.function = function
-    checkpoint.path = path
     checkpoint.take_saved(contents)
     journal = write_file(
         path,
@@ -687,14 +971,14 @@ def _row_pickles(rows: Sequence[Any]) -> list[bytes]:
         return list(map(dumps, rows))  # a lambda, say: by value
 
 
-def _same_function(old: Checkpoint, function: FunctionIdentity) -> bool:
+def _same_function(old: CheckpointData, function: FunctionIdentity) -> bool:
     """Whether the checkpoint ``old`` was made for ``function``."""
     if old.function is None:  # made by hand, or by 1.x: the name only
         return old.func_name == function.name
     return old.function.same_function(function)
 
 
-def _replace(path: str, old: Checkpoint, done: int) -> None:
+def _replace(path: str, old: CheckpointData, done: int) -> None:
     """Say why the checkpoint at ``path`` is replaced; keep it as ``.previous``."""
     if old.function is not None and old.function.bound_error is not None:
         logger.warning(
@@ -717,7 +1001,7 @@ def _replace(path: str, old: Checkpoint, done: int) -> None:
 
 def _say_what_is_amiss(
     path: str,
-    checkpoint: Checkpoint,
+    checkpoint: CheckpointData,
     contents: Contents,
     function: FunctionIdentity,
     messages: list[str],
@@ -747,7 +1031,7 @@ def _say_what_is_amiss(
 
 
 def _damage_message(
-    path: str, checkpoint: Checkpoint, contents: Contents, copy: str
+    path: str, checkpoint: CheckpointData, contents: Contents, copy: str
 ) -> str:
     if contents.damaged:
         lost = sum(end - start for start, end in contents.damaged)
