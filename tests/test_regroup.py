@@ -29,9 +29,7 @@ from filelock import FileLock, Timeout
 import thread_chunks
 from thread_chunks import Checkpoint, CheckpointFailedWarning, achunk, chunk, chunk_iter
 from thread_chunks._journal import with_default_extension
-
-CHECK_EVERY = 32
-"""A thread running tiny calls checks for cancellation after this many."""
+from thread_chunks._threads import _LONGEST_RUN
 
 
 def child_env() -> dict[str, str]:
@@ -473,15 +471,16 @@ async def cancel_tiny_calls_mid_stream(chunk_size: int, n: int) -> tuple[bool, i
 async def test_cancelling_tiny_calls_in_threads_stops_within_a_few_calls() -> None:
     """Defect 8: a worker thread running a slice of tiny calls must not
     swallow the cancellation it checks for: the cancel scope catches it, and
-    each worker starts at most a couple of checks' worth of calls after the
-    cancellation (``2 * 32`` per worker), not the rest of its time slice.
+    each worker starts at most the rest of its run of calls after the
+    cancellation (a run lasts at most ``RUN_TIME``: at most ``_LONGEST_RUN``
+    tiny calls), not the rest of its time slice (about 5 ms of calls).
     Whether a slice was about to end anyway depends on timing: five runs."""
     chunk_size = 2
     with anyio.fail_after(60):
         outcomes = [await cancel_tiny_calls_mid_stream(chunk_size, 50_000)
                     for _ in range(5)]  # fmt: skip
     assert all(caught for caught, _ in outcomes), outcomes
-    bound = chunk_size * 2 * CHECK_EVERY
+    bound = chunk_size * _LONGEST_RUN
     assert all(after <= bound for _, after in outcomes), outcomes
 
 

@@ -170,13 +170,13 @@ def test_a_slow_call_makes_the_next_run_a_single_call(
     from thread_chunks._threads import RUN_TIME
 
     sizes: list[int] = []
-    take = Workers.take_lazily
+    take = Workers.take_run
 
     def spy(self: Workers, most: int) -> Any:
         sizes.append(most)
         return take(self, most)
 
-    monkeypatch.setattr(Workers, "take_lazily", spy)
+    monkeypatch.setattr(Workers, "take_run", spy)
     slow = 3_000
 
     def f(x: int) -> int:
@@ -209,3 +209,24 @@ def test_no_call_starts_long_after_a_failure_elsewhere() -> None:
     with pytest.raises(ValueError, match="bad input"):
         chunk(f, [[x] for x in range(200_000)], chunk_size=2, progress_bar=False)
     assert after[0] <= _LONGEST_RUN  # at most the rest of the other worker's run
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2])
+def test_the_calls_after_a_failure_in_a_run_each_run_once(chunk_size: int) -> None:
+    """A failure ends its run early: the calls after it stay for any worker to
+    take, and each runs exactly once."""
+    n = 30_000
+    counts = [0] * n
+
+    def f(x: int) -> int:
+        counts[x] += 1
+        if x % 7_001 == 7_000:
+            raise ValueError(x)
+        return x
+
+    out = chunk(f, [[x] for x in range(n)], chunk_size=chunk_size,
+                errors="return", progress_bar=False)  # fmt: skip
+    assert counts == [1] * n
+    failed = [x for x in range(n) if x % 7_001 == 7_000]
+    assert [i for i, r in enumerate(out) if isinstance(r, ValueError)] == failed
+    assert all(out[x] == x for x in range(n) if x not in failed)

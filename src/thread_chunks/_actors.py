@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -195,8 +195,8 @@ class Calls(Protocol):
     def take_one(self) -> int | None:
         """Take the index of the next call to make; none left: ``None``."""
 
-    def take_lazily(self, most: int) -> Iterator[int]:
-        """Up to ``most`` indices, each taken only when it is asked for."""
+    def take_run(self, most: int) -> Sequence[int]:
+        """Take up to ``most`` indices at once, in order: a ``range`` if consecutive."""
 
     def stops_the_run(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised by a call's first attempt, ends the run."""

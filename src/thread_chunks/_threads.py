@@ -6,18 +6,23 @@ after call for a time slice (:data:`~thread_chunks._actors.TIME_SLICE`), then
 goes back to the event loop with what it completed, which moves the progress
 bar. A call longer than the slice ends its trip alone.
 
-A plain function runs at C speed, in *runs* of calls:
-``results.extend(starmap(func, rows))``, where each index is taken only as its
-call starts (so the next call to start is always the next in order). A run
-is sized from the time its calls took, so that it lasts no longer than the
-wait between two cancellation checks of one call at a time
-(:data:`RUN_TIME`); a slow call makes the next run a single call.
+A plain function runs at C speed, in *runs* of consecutive calls:
+``results.extend(starmap(func, rows))``. A run is sized from the time its
+calls took, so that it lasts no longer than the wait between two
+cancellation checks of one call at a time (:data:`RUN_TIME`); a slow call
+makes the next run a single call. While a worker runs a run, another worker
+that needs calls takes the rest of it, the calls not started yet, before any
+others: so the next call to start is always the next in order, and no call
+waits behind a slow one.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from itertools import islice, starmap, tee
+from collections.abc import Iterator, Sequence
+from itertools import starmap
+from operator import length_hint
 from typing import Any
 
 import anyio
@@ -31,6 +36,7 @@ from ._actors import (
     TIME_SLICE,
     Calls,
     LabelledActor,
+    Row,
     call_row,
     run_row,
 )
@@ -47,26 +53,53 @@ Slice = tuple[list[int], list[Any], tuple[int, BaseException] | None, bool]
 the failure that ended it, if any, and whether no call is left to start."""
 
 
+class _Run:
+    """Consecutive calls that one worker runs: their indices, and their rows.
+
+    The owner runs the rows in order. Another worker may take the rows not
+    started yet, all at once (``list`` of the iterator, which runs in C
+    without releasing the GIL): the owner's calls are then a prefix of
+    ``indices``, and the taker's the rest.
+    """
+
+    __slots__ = ("indices", "rows")
+
+    def __init__(self, indices: Sequence[int], rows: Iterator[Row]) -> None:
+        self.indices = indices
+        self.rows = rows
+
+    def first_left(self) -> int | None:
+        """The index of the first call not started yet, if any."""
+        left = length_hint(self.rows)
+        return self.indices[len(self.indices) - left] if left else None
+
+
 class Threads:
     """The strategy for sync functions: calls in worker threads, a slice a trip.
 
-    At most ``limiter``'s number of threads run calls at once.
+    At most ``limiter``'s number of threads run calls at once. With
+    ``in_runs`` (every actor a plain :class:`LabelledActor`, no keyword rows),
+    calls run in runs at C speed; otherwise one at a time.
     """
 
-    def __init__(self, calls: Calls, limiter: anyio.CapacityLimiter) -> None:
+    def __init__(
+        self, calls: Calls, limiter: anyio.CapacityLimiter, in_runs: bool = False
+    ) -> None:
         self.calls = calls
         self.limiter = limiter
+        self.in_runs = in_runs
         self._run_sizes: dict[int, int] = {}
         """The size of the next run of each worker (by its actor's ``id``),
         kept from one slice to the next."""
+        self._runs: list[_Run] = []
+        """The runs that may have calls not started yet."""
+        self._runs_lock = threading.Lock()
 
     async def work(self, actor: Any) -> None:
         """Run slices of calls in a worker thread until none is left."""
         calls = self.calls
         cancelled = anyio.get_cancelled_exc_class()
-        # A plain LabelledActor only calls its function: runs of calls at C speed.
-        in_runs = type(actor) is LabelledActor and not calls.keywords
-        run_slice = self._run_slice_in_runs if in_runs else self._run_slice
+        run_slice = self._run_slice_in_runs if self.in_runs else self._run_slice
         while not calls.stopped:
             try:
                 indices, results, failure, exhausted = await anyio.to_thread.run_sync(
@@ -149,45 +182,46 @@ class Threads:
 
         ``list.extend`` keeps the results before a failing call, whose index
         is the one after them. The stop flag and cancellation are checked
-        between runs, so no call starts once either is seen, within a run.
+        between runs, so no call starts once either is seen, but for the rest
+        of a run.
         """
         calls = self.calls
-        func, row = actor.get_func(), calls.parameters.__getitem__
-        keep, take = calls.completed, calls.take_lazily
+        func, keep = actor.get_func(), calls.completed
         indices: list[int] = []
         results: list[Any] = []
         clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
         deadline = clock() + TIME_SLICE
         size = self._run_sizes.get(id(actor), 1)  # grows while calls are tiny
         while not calls.stopped:
-            starting, taken = tee(take(size))
+            run = self._take_run(size)
+            if run is None:
+                return indices, results, None, True
             ran: list[Any] = []
             started = clock()
             try:
-                ran.extend(starmap(func, map(row, starting)))
+                ran.extend(starmap(func, run.rows))
             except BaseException as exc:  # handled on the event loop
-                done = list(islice(taken, len(ran) + 1))
                 if ran:
-                    keep(done[:-1], ran)
-                    indices += done[:-1]
+                    done = run.indices[: len(ran)]
+                    keep(done, ran)
+                    indices += done
                     results += ran
                 if calls.stops_the_run(exc):
                     calls.stop()  # no other slice starts a call now
-                return indices, results, (done[-1], exc), False
+                # The calls after it stay in the run, for any worker to take.
+                return indices, results, (run.indices[len(ran)], exc), False
             now = clock()
             if ran:
-                done = list(islice(taken, len(ran)))
+                done = run.indices[: len(ran)]
                 keep(done, ran)  # saved at once, while the slice goes on
                 indices += done
                 results += ran
-            if len(ran) < size:
-                return indices, results, None, True
             # The next run: as many calls as fit in half of RUN_TIME at this
             # run's pace, at most twice as many; one after a slow call.
             seconds = now - started
-            if seconds > RUN_TIME or seconds > LONG_CALL * size:
+            if seconds > RUN_TIME or seconds > LONG_CALL * max(len(ran), 1):
                 size = 1
-            else:
+            elif len(ran) >= size:
                 size = min(2 * size, _LONGEST_RUN, int(RUN_TIME / 2 / seconds * size))
                 size = max(size, 1)
             try:
@@ -199,3 +233,36 @@ class Threads:
                 break
         self._run_sizes[id(actor)] = size
         return indices, results, None, False
+
+    def _take_run(self, size: int) -> _Run | None:
+        """The next calls to start: the rest of a run, else up to ``size`` new ones.
+
+        The calls a run has not started come before any not taken yet, so
+        they go first, the lowest first. ``None``: no call is left to start.
+        """
+        with self._runs_lock:
+            runs = self._runs = [run for run in self._runs if length_hint(run.rows)]
+            firsts = [
+                (first, k)
+                for k, run in enumerate(runs)
+                if (first := run.first_left()) is not None
+            ]
+            if firsts:
+                oldest = runs[min(firsts)[1]]
+                rest = list(oldest.rows)  # at once: its owner starts none of them
+                if rest:
+                    taken = oldest.indices[len(oldest.indices) - len(rest) :]
+                    run = _Run(taken, iter(rest))
+                    runs.append(run)
+                    return run
+            new = self.calls.take_run(size)
+            if not new:
+                return None
+            parameters = self.calls.parameters
+            if isinstance(new, range):  # consecutive: their rows are a slice
+                rows = parameters[new.start : new.stop]
+            else:
+                rows = list(map(parameters.__getitem__, new))
+            run = _Run(new, iter(rows))
+            runs.append(run)
+            return run
