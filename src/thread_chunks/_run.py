@@ -30,7 +30,7 @@ from ._executor import Batches, BatchSizes, opened_executor
 from ._plan import Plan
 from ._ray import RayActors
 from ._store import CheckpointStore, Warn
-from ._threads import Threads
+from ._threads import Threads, Watchdog
 
 __all__ = [
     "CallsFailed",
@@ -130,9 +130,13 @@ async def run_plan(
         elif plan.on_ray:
             strategy = RayActors(workers, limiter)
         elif plan.is_async:
-            strategy = Coroutines(workers)
+            strategy = Coroutines(workers, plan.timeout)
         else:
-            strategy = Threads(workers, limiter)
+            watchdog = None
+            if plan.timeout is not None:
+                watchdog = Watchdog(plan.timeout)
+                stack.callback(watchdog.close)
+            strategy = Threads(workers, limiter, watchdog)
         workers.strategy = strategy
         async with anyio.create_task_group() as task_group:
             for actor in plan.actors[: n - len(done)]:
