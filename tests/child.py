@@ -6,12 +6,14 @@ Each call ``work(i)`` logs ``start i``, waits ``DELAY`` seconds (the work), logs
 ``done i`` and returns ``i * i``. Each journal write logs ``committed i,j,...``
 once its fsync has returned. Lines are appended with one ``write`` each. With
 ``PAD`` > 0 every argument list carries ``PAD`` extra bytes, for a large header.
-``RUNNER`` is ``chunk`` (the default), or ``asyncio`` or ``trio`` to run
-``achunk`` under ``anyio.run`` with that backend, or ``processes`` or ``pool``
-to run the calls with ``chunk`` on ``executor="processes"`` or on a standard
-``ProcessPoolExecutor`` whose initializer is ``ignore_sigint``. With
-``HANG_FROM`` >= 0, calls before it return at once and the others wait
-``DELAY`` seconds in C code (``time.sleep``), where no Python line runs.
+``RUNNER`` is ``chunk`` (the default), ``iter`` (``chunk_iter``),
+``coroutine`` (``chunk`` of a coroutine function that calls ``work``), or
+``asyncio`` or ``trio`` to run ``achunk`` under ``anyio.run`` with that
+backend, or ``processes`` or ``pool`` to run the calls with ``chunk`` on
+``executor="processes"`` or on a standard ``ProcessPoolExecutor`` whose
+initializer is ``ignore_sigint``. With ``HANG_FROM`` >= 0, calls before it
+return at once and the others wait ``DELAY`` seconds in C code
+(``time.sleep``), where no Python line runs.
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ def main(
         log(f"done {i}")
         return i * i
 
+    async def coroutine_work(i: int, *padding: bytes) -> int:
+        """``work`` as a coroutine; a hung one blocks the event loop itself."""
+        await anyio.sleep(0.01)  # the writer starts meanwhile
+        return work(i, *padding)
+
     parameters = [[i, bytes(pad)] if pad else [i] for i in range(n)]
     options: dict[str, Any] = {
         "chunk_size": chunk_size,
@@ -94,6 +101,8 @@ def main(
     }
     if runner == "chunk":
         chunk(work, parameters, **options)
+    elif runner == "coroutine":
+        chunk(coroutine_work, parameters, **options)
     elif runner == "iter":
         from thread_chunks import chunk_iter
 
