@@ -128,7 +128,7 @@ async def run_plan(
             stops = workers.first_failure_stops
             strategy = Batches(workers, limiter, executor, sizes, stops)
         elif plan.on_ray:
-            strategy = RayActors(workers, limiter)
+            strategy = RayActors(workers, limiter, plan.timeout)
         elif plan.is_async:
             strategy = Coroutines(workers, plan.timeout)
         else:
