@@ -138,6 +138,8 @@ def test_a_timeout_leaves_the_worker_thread_fit_for_other_calls() -> None:
                 errors="return", progress_bar=False)  # fmt: skip
     assert isinstance(out[0], TimeoutError)
     assert out[1:] == list(range(1, 200))
+    names = [thread.name for thread in threading.enumerate()]
+    assert "thread-chunks-watchdog" not in names, "the watchdog outlived its run"
 
 
 def test_timeout_none_is_no_limit() -> None:

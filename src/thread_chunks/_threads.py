@@ -248,6 +248,7 @@ class Watchdog:
         ident = threading.get_ident()
         with self._lock:
             self._fired.discard(ident)
+            self._armed.pop(ident, None)  # re-inserted last: the latest deadline
             self._armed[ident] = time.monotonic() + self.timeout
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -272,10 +273,13 @@ class Watchdog:
             return fired
 
     def close(self) -> None:
-        """End the watchdog's thread (at the end of the run)."""
+        """End the watchdog's thread (at the end of the run), and wait for it."""
         with self._lock:
             self._closed = True
             self._lock.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
 
     def _watch(self) -> None:
         lock, armed = self._lock, self._armed
