@@ -162,6 +162,7 @@ class Threads:
             if i is None:
                 exhausted = True
                 break
+            started = clock()
             try:
                 result = timed(actor, i, parameters[i])
             except BaseException as exc:  # handled on the event loop
@@ -172,12 +173,14 @@ class Threads:
             keep(i, result)
             indices.append(i)
             results.append(result)
-            try:
-                check_cancelled()
-            except cancelled:
-                calls.stop()
-                break
-            if clock() >= deadline:
+            now = clock()
+            if now - started > LONG_CALL or len(indices) % CHECK_EVERY == 0:
+                try:
+                    check_cancelled()
+                except cancelled:
+                    calls.stop()
+                    break
+            if now >= deadline:
                 break
         return indices, results, failure, exhausted
 
