@@ -244,3 +244,31 @@ def test_a_watchdog_firing_while_the_call_is_in_c_raises_once_in_that_call() -> 
     assert isinstance(outcome[0], TimeoutError)
     assert "timeout=0.01" in str(outcome[0])
     assert outcome[-1] == "clean", outcome[-1]
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_timed_run_lets_running_calls_finish_and_stops() -> None:
+    ran: list[int] = []
+    running = threading.Event()
+    release = threading.Event()
+
+    def f(x: int) -> int:
+        ran.append(x)
+        if x == 3:
+            running.set()
+        if x >= 3:  # held until the run is cancelled
+            assert release.wait(BOUND)
+        return x
+
+    async def cancel_when_running(scope: anyio.CancelScope) -> None:
+        await anyio.to_thread.run_sync(running.wait, BOUND)
+        scope.cancel()
+        release.set()
+
+    with anyio.fail_after(BOUND):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(cancel_when_running, task_group.cancel_scope)
+            await achunk(f, [[i] for i in range(1000)], chunk_size=2, timeout=5,
+                         progress_bar=False)  # fmt: skip
+    assert 3 in ran
+    assert len(ran) <= 5, "the run went on after the cancellation"
