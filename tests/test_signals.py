@@ -89,3 +89,20 @@ def with_group_killed(child: Child) -> None:
     if child.process.poll() is None:
         child.process.kill()
     child.process.communicate(timeout=BOUND)  # closes its stderr
+
+
+@pytest.mark.parametrize("notebook", [False, True])
+def test_a_second_interrupt_never_ends_a_notebook_kernel(
+    monkeypatch: pytest.MonkeyPatch, notebook: bool
+) -> None:
+    """In a kernel it raises KeyboardInterrupt, as before: the kernel lives."""
+    import threading
+
+    from thread_chunks import _host
+
+    monkeypatch.setattr(_host, "in_notebook", lambda: notebook)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with _host.signals_end_the_process(threading.Event()):
+        kept = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert kept == notebook
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -42,7 +42,7 @@ from anyio.from_thread import start_blocking_portal
 
 from . import _executor
 from ._plan import Plan
-from ._run import run_plan
+from ._run import in_notebook, run_plan
 
 __all__ = [
     "END",
@@ -521,7 +521,12 @@ def signals_end_the_process(finished: threading.Event) -> Iterator[None]:
     """While a run stops the orderly way: any Ctrl-C, SIGTERM or SIGHUP ends now.
 
     ``finished`` is set once the run has ended and saved (see :func:`end_now`).
+    Not in a Jupyter kernel, which must survive: there a second interrupt
+    raises ``KeyboardInterrupt`` and leaves the calls that hang running.
     """
+    if in_notebook():
+        yield
+        return
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         end_now(signum, finished)

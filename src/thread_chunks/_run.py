@@ -38,6 +38,7 @@ __all__ = [
     "Workers",
     "bar_class",
     "bar_options",
+    "in_notebook",
     "logs_clear_of_bars",
     "run_plan",
 ]
@@ -336,7 +337,7 @@ def bar_options(
     if isinstance(progress_bar, Mapping):
         return dict(progress_bar)
     if progress_bar is None:
-        progress_bar = _in_notebook() or _is_terminal(sys.stderr)
+        progress_bar = in_notebook() or _is_terminal(sys.stderr)
     return {} if progress_bar else None
 
 
@@ -370,7 +371,7 @@ def bar_class() -> Any:
     ``tqdm.auto`` would warn "IProgress not found" on every run in a kernel
     without ipywidgets, where the text bar works well.
     """
-    if _in_notebook():
+    if in_notebook():
         try:
             import ipywidgets  # noqa: F401
         except ImportError:
@@ -382,7 +383,7 @@ def bar_class() -> Any:
     return tqdm
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel, as ``tqdm.autonotebook`` decides."""
     ipython = sys.modules.get("IPython")
     get_ipython = getattr(ipython, "get_ipython", None)
