@@ -102,3 +102,33 @@ def test_chunk_with_many_more_threads_than_anyio_default() -> None:
     out = chunk(f, [[i] for i in range(100)], chunk_size=50, progress_bar=False)
     assert out == list(range(100))
     assert spy.peak == 50
+
+
+SLOTS = 10**9  # one actor per slot: 2.9 GB, then MemoryError
+
+
+@pytest.mark.parametrize("how", ["chunk", "coroutines"])
+def test_a_chunk_size_far_above_the_calls_allocates_nothing_per_slot(
+    how: str,
+) -> None:
+    import tracemalloc
+
+    def f(x: int) -> int:
+        return x + 1
+
+    async def g(x: int) -> int:
+        return x + 1
+
+    tracemalloc.start()
+    try:
+        if how == "chunk":
+            out = chunk(f, [[1], [2]], chunk_size=SLOTS, progress_bar=False)
+        else:
+            out = anyio.run(
+                lambda: achunk(g, [[1], [2]], chunk_size=SLOTS, progress_bar=False)
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out == [2, 3]
+    assert peak < 10 * 2**20, f"{peak} bytes for 2 calls"

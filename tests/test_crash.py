@@ -39,6 +39,7 @@ class Child:
         pad: int = 0,
         runner: str = "chunk",
         new_session: bool = False,
+        hang_from: int = -1,
     ) -> None:
         self.path = tmp_path / "checkpoint.pkl"
         self.log = tmp_path / log_name
@@ -54,6 +55,7 @@ class Child:
                 str(delay),
                 str(pad),
                 runner,
+                str(hang_from),
             ],
             stderr=subprocess.PIPE,
             text=True,

@@ -176,3 +176,22 @@ ray.shutdown()
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["True 1.0", "[2]"]
+
+
+def slow_on_one(x: int) -> int:
+    import time
+
+    if x == 1:
+        time.sleep(3)  # past the timeout; the actor stays busy meanwhile
+    return x
+
+
+def test_a_ray_call_past_its_timeout_fails_with_timeout_error(
+    remote_actor_class: Any,
+) -> None:
+    actors = [remote_actor_class.remote(slow_on_one) for _ in range(2)]
+    out = chunk(None, [[0], [1]], actors, errors="return", timeout=0.5,
+                progress_bar=False)  # fmt: skip
+    assert out[0] == 0
+    assert isinstance(out[1], TimeoutError)
+    assert "timeout=0.5" in str(out[1])

@@ -230,3 +230,22 @@ def test_the_calls_after_a_failure_in_a_run_each_run_once(chunk_size: int) -> No
     failed = [x for x in range(n) if x % 7_001 == 7_000]
     assert [i for i, r in enumerate(out) if isinstance(r, ValueError)] == failed
     assert all(out[x] == x for x in range(n) if x not in failed)
+
+
+def test_a_slow_call_never_holds_back_the_results_before_it(tmp_path: Path) -> None:
+    """Calls run in runs, but a call that hangs does not keep the results
+    before it in its run out of the checkpoint meanwhile."""
+    path = tmp_path / "ck.pkl"
+    slow = 3_000
+
+    def f(x: int) -> int:
+        if x == slow:  # returns once every result before it is saved
+            deadline = time.monotonic() + 20
+            while Checkpoint.load(path).done < slow:
+                assert time.monotonic() < deadline, "earlier results held back"
+                threading.Event().wait(0.01)
+        return x
+
+    out = chunk(f, [[x] for x in range(slow + 100)], chunk_size=1,
+                progress_bar=False, path=path)  # fmt: skip
+    assert out == list(range(slow + 100))

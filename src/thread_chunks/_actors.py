@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -31,6 +31,7 @@ __all__ = [
     "call_row",
     "is_ray_actor",
     "run_row",
+    "timed_out",
 ]
 
 Row = Sequence[Any] | Mapping[str, Any]
@@ -161,6 +162,14 @@ def run_row(actor: Any, label: Any, row: Row) -> Any:
     return actor.run(label, *row)
 
 
+def timed_out(timeout: float) -> TimeoutError:
+    """The ``TimeoutError`` of an attempt that took longer than ``timeout`` seconds."""
+    return TimeoutError(
+        f"the call took longer than timeout={timeout:g} s and was stopped; pass "
+        "a larger timeout=, or timeout=None for no limit"
+    )
+
+
 def is_ray_actor(obj: object) -> bool:
     """Whether ``obj`` is a Ray actor handle (without importing Ray)."""
     ray = sys.modules.get("ray")
@@ -225,10 +234,24 @@ class Strategy(Protocol):
 
 
 class OneAtATime:
-    """A strategy that awaits one call after another: subclasses say how."""
+    """A strategy that awaits one call after another: subclasses say how.
 
-    def __init__(self, calls: Calls) -> None:
+    With a ``timeout``, :meth:`call` gives up on an attempt after that many
+    seconds (see :meth:`within_timeout`).
+    """
+
+    def __init__(self, calls: Calls, timeout: float | None = None) -> None:
         self.calls = calls
+        self.timeout = timeout
+
+    async def within_timeout(self, awaitable: Awaitable[Any]) -> Any:
+        """Await ``awaitable``; past the timeout, cancel it, raise ``TimeoutError``."""
+        timeout = self.timeout
+        if timeout is None:
+            return await awaitable
+        with anyio.move_on_after(timeout):
+            return await awaitable
+        raise timed_out(timeout)  # only the deadline's cancellation ends here
 
     async def call(self, actor: Any, index: int) -> Any:
         raise NotImplementedError
@@ -270,7 +293,9 @@ class Coroutines(OneAtATime):
     """Coroutine functions, awaited on the event loop by the worker tasks.
 
     One call at a time per worker task: no limiter needed. Unlike a thread,
-    a coroutine can be cancelled: it has no result yet.
+    a coroutine can be cancelled: it has no result yet. Past ``timeout=``, it
+    is cancelled at its next ``await`` and the attempt fails with
+    ``TimeoutError``.
     """
 
     async def call(self, actor: Any, index: int) -> Any:
@@ -281,4 +306,4 @@ class Coroutines(OneAtATime):
             coroutine = actor.get_func()(*row)
         else:
             _, coroutine = actor.run(index, *row)
-        return await coroutine
+        return await self.within_timeout(coroutine)

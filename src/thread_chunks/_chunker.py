@@ -197,8 +197,12 @@ class Chunker(Generic[R]):
             timeout=timeout, reuse=reuse,
         )  # fmt: skip
         plan = make_plan(func, [], given)
-        # The actors carry the function and the chunk size from now on.
-        self._options = replace(given, actors=plan.actors, chunk_size=None)
+        # The actors carry the function and the chunk size from now on: those
+        # given, now holding func, or chunk_size new ones.
+        held = plan.actors
+        if not held and func is not None:
+            held = [LabelledActor(func) for _ in range(plan.chunk_size)]
+        self._options = replace(given, actors=held, chunk_size=None)
         self.persistent = persistent
         self._guard = threading.Lock()
 

@@ -12,15 +12,17 @@ or raises what ended the run.
 :func:`chunk` and :func:`chunk_iter` run the event loop in a helper thread (a
 blocking portal), which works whether or not a loop is already running in the
 caller's thread; :func:`achunk` and :func:`achunk_iter` run it in a task of
-the caller's loop. In the caller's main thread, the first Ctrl-C or SIGTERM
-stops the run the orderly way (running calls finish and are saved), then
-raises ``KeyboardInterrupt`` or :class:`Terminated` (a ``SystemExit`` with
-status 143); a second one ends the process at once.
+the caller's loop. In the caller's main thread, the first Ctrl-C, SIGTERM or
+SIGHUP stops the run the orderly way (running calls finish and are saved),
+then raises ``KeyboardInterrupt`` or :class:`Terminated` (a ``SystemExit``
+with status 143, or 129 for SIGHUP); a second one ends the process within a
+second, whatever the calls are doing, keeping every result saved before it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -31,15 +33,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, asynccontextmanager, contextmanager, suppress
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 from anyio.from_thread import start_blocking_portal
 
+from . import _executor
 from ._plan import Plan
-from ._run import run_plan
+from ._run import in_notebook, run_plan
 
 __all__ = [
     "END",
@@ -317,14 +320,16 @@ class ResultIterator(Iterator[tuple[int, R]]):
     def __next__(self) -> tuple[int, R]:
         if self._closed:
             raise StopIteration
-        with sigterm_stops_the_run(), unwrapped_exception_groups():
+        with signals_stop_the_run(), unwrapped_exception_groups():
             try:
                 if self._future is None:
                     self._start()
                 item = self._hosted.next_blocking(self._stacklevel + 1)
             except (KeyboardInterrupt, Terminated) as exc:
-                _log_stopping(exc)
-                self.close()
+                # From now on, a second signal ends the process.
+                with signals_end_the_process(self._hosted.finished):
+                    _log_stopping(exc)
+                    self.close()
                 raise
             except BaseException:  # a warning turned into an error
                 self.close()
@@ -351,14 +356,19 @@ class ResultIterator(Iterator[tuple[int, R]]):
         _exit_watcher.watch(self)
 
     def close(self) -> None:
-        """Stop the run the orderly way, if it runs; wait until it has stopped."""
+        """Stop the run the orderly way, if it runs; wait until it has stopped.
+
+        Meanwhile, in the main thread, a Ctrl-C, SIGTERM or SIGHUP ends the
+        process (:func:`end_now`): a call may hang.
+        """
         if self._closed:
             return
         self._closed = True
         if self._future is not None:
             self._future.cancel()
         if self._stack is not None:
-            self._stack.close()
+            with signals_end_the_process(self._hosted.finished):
+                self._stack.close()
 
     def stop_at_exit(self) -> None:
         """At interpreter exit, from another thread: stop the run, wait for it."""
@@ -455,60 +465,145 @@ def ignore_sigint() -> None:
 
 
 class Terminated(SystemExit):
-    """Raised in the main thread by the first SIGTERM during a run.
+    """Raised in the main thread by the first SIGTERM (or SIGHUP) during a run.
 
-    A ``SystemExit`` whose code is 143 (128 + SIGTERM), as a batch scheduler
-    expects: ``finally`` blocks and ``atexit`` hooks run, and the process
-    exits with that status unless the exception is caught.
+    A ``SystemExit`` whose code is 128 plus the signal's number, as a batch
+    scheduler or a shell expects: 143 for SIGTERM, 129 for SIGHUP (a closed
+    terminal, a dropped ssh connection). ``finally`` blocks and ``atexit``
+    hooks run, and the process exits with that status unless the exception is
+    caught.
     """
 
-    def __init__(self) -> None:
-        super().__init__(128 + signal.SIGTERM)
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+        """The number of the signal received."""
+
+
+_STOPPING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""The signals that stop a run as a first Ctrl-C does (SIGHUP: not on Windows)."""
+
+GRACE = 0.5
+"""Seconds that a second signal leaves the run to end and save before the
+process ends: the checkpoint's writer saves what is queued within
+milliseconds."""
 
 
 @contextmanager
-def sigterm_stops_the_run() -> Iterator[None]:
-    """Turn the first SIGTERM into :class:`Terminated`; end the process on a second.
+def signals_stop_the_run() -> Iterator[None]:
+    """Turn the first SIGTERM or SIGHUP into :class:`Terminated`.
 
     Batch schedulers (SLURM, PBS, Kubernetes) send SIGTERM some time before
-    SIGKILL. The first one raises :class:`Terminated` in the main thread,
-    which the entry point handles like a first Ctrl-C (running calls finish
-    and are saved) before it propagates. A second SIGTERM meanwhile ends the
-    process at once. Does nothing outside the main thread, or where SIGTERM
-    is ignored or handled by someone else.
+    SIGKILL; a closed terminal or a dropped ssh connection sends SIGHUP. The
+    first one raises :class:`Terminated` in the main thread, which the entry
+    point handles like a first Ctrl-C (running calls finish and are saved)
+    before it propagates; a second signal meanwhile ends the process
+    (:func:`end_now`). Does nothing outside the main thread, and leaves alone
+    a signal that is ignored or handled by someone else.
     """
+    received = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal received
+        if received:  # the second one, before the orderly stop began
+            end_now(signum, None)
+        received = True
+        raise Terminated(signum)
+
+    with _handlers(dict.fromkeys(_STOPPING_SIGNALS, on_signal)):
+        yield
+
+
+@contextmanager
+def signals_end_the_process(finished: threading.Event) -> Iterator[None]:
+    """While a run stops the orderly way: any Ctrl-C, SIGTERM or SIGHUP ends now.
+
+    ``finished`` is set once the run has ended and saved (see :func:`end_now`).
+    Not in a Jupyter kernel, which must survive: there a second interrupt
+    raises ``KeyboardInterrupt`` and leaves the calls that hang running.
+    """
+    if in_notebook():
+        yield
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        end_now(signum, finished)
+
+    signals = (signal.SIGINT, *_STOPPING_SIGNALS)
+    with _handlers(dict.fromkeys(signals, on_signal)):
+        yield
+
+
+def end_now(signum: int, finished: threading.Event | None) -> NoReturn:
+    """End the process at once, as ``signum`` does by default: the second signal.
+
+    The calls may hang (in C code, in a worker process): nothing waits for
+    them. Our worker processes are killed; the run gets :data:`GRACE` seconds
+    to end and save (``finished`` is set when it has), which lets the
+    checkpoint's writer save every result kept before the signal; then the
+    process ends, killed by ``signum`` (exit status ``-signum`` as seen by its
+    parent, ``128 + signum`` in a shell).
+    """
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    logger.warning("second %s: stopping now, without waiting for the calls", name)
+    # HOOK(issue 19): kill_our_workers comes with the executor="processes"
+    # rework; until it is merged, worker processes are left to end on their own.
+    kill_our_workers = getattr(_executor, "kill_our_workers", None)
+    if kill_our_workers is not None:
+        with suppress(Exception):
+            kill_our_workers()
+    if finished is not None:
+        finished.wait(GRACE)
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+    os._exit(128 + signum)  # if the signal could not end the process
+
+
+_Handler = Callable[[int, FrameType | None], None]
+
+
+@contextmanager
+def _handlers(handlers: dict[int, _Handler]) -> Iterator[None]:
+    """Handle these signals meanwhile, each where its handler is the default
+    or one of ours; in the main thread only (where ``signal.signal`` works)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is not signal.SIG_DFL:
-        yield
-        return
-    received = False
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        nonlocal received
-        if received:  # the second one: stop at once
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.raise_signal(signal.SIGTERM)
-        received = True
-        raise Terminated
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    previous: dict[int, Any] = {}
+    for signum, handler in handlers.items():
+        current = signal.getsignal(signum)
+        if signum == signal.SIGINT:
+            default: Any = signal.default_int_handler  # SIG_DFL ends at once
+        else:
+            default = signal.SIG_DFL
+        if current is default or current in _ours:
+            previous[signum] = current
+            _ours.add(handler)
+            signal.signal(signum, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            _ours.discard(signal.getsignal(signum))
+            signal.signal(signum, handler)
 
 
-def _log_stopping(signal: KeyboardInterrupt | Terminated) -> None:
+_ours: set[Any] = set()
+"""Our handlers installed now: a nested :func:`_handlers` may replace them."""
+
+
+def _log_stopping(signal_: KeyboardInterrupt | Terminated) -> None:
     """Say that the first Ctrl-C or SIGTERM is stopping the run, and how."""
-    ctrl_c = isinstance(signal, KeyboardInterrupt)
+    if isinstance(signal_, KeyboardInterrupt):
+        name = "interrupted"
+    else:
+        name = signal.Signals(signal_.signum).name
     logger.warning(
         "%s: waiting for the running calls to finish and saving the checkpoint; "
-        "a second %s stops at once",
-        "interrupted" if ctrl_c else "SIGTERM",
-        "Ctrl-C" if ctrl_c else "SIGTERM",
+        "a second Ctrl-C, SIGTERM or SIGHUP stops at once",
+        name,
     )
 
 

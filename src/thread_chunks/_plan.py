@@ -38,6 +38,10 @@ class Plan:
     parameters: list[Row]
     """The rows as given: what the checkpoint saves and compares."""
     actors: list[Any]
+    """The actors given, or one plain ``LabelledActor`` per call that can run at
+    once: never more than there are calls, however large ``chunk_size`` is."""
+    chunk_size: int
+    """How many calls may run at once."""
     is_async: bool
     progress_bar: bool | Mapping[str, Any] | None
     """Show a bar: always (``True``, or tqdm's options), never (``False``), or
@@ -61,11 +65,6 @@ class Plan:
     def func_name(self) -> str:
         """The function's name, as checkpoints and error notes show it."""
         return self.function.name
-
-    @property
-    def chunk_size(self) -> int:
-        """How many calls may run at once: one per actor."""
-        return len(self.actors)
 
 
 def make_plan(
@@ -132,7 +131,10 @@ def make_plan(
     plan = Plan(
         function=function,
         parameters=rows,
-        actors=actor_list or [LabelledActor(run_func) for _ in range(chunk_size)],
+        # A chunk_size far above the number of calls costs nothing per slot.
+        actors=actor_list
+        or [LabelledActor(run_func) for _ in range(min(chunk_size, len(rows)))],
+        chunk_size=chunk_size,
         is_async=is_async,
         progress_bar=_bar_options(options.progress_bar),
         path=None if path is None else resolve_path(os.fspath(path)),

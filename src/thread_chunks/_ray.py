@@ -9,12 +9,13 @@ thread_chunks never imports Ray. A call on a Ray actor is awaited through its
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
 import anyio
 
-from ._actors import Calls, LabelledActor, OneAtATime, call_row
+from ._actors import Calls, LabelledActor, OneAtATime, call_row, timed_out
 from ._executor import wait_for_future
 from ._options import config
 
@@ -96,10 +97,20 @@ def set_ray_actor_func(actors: Sequence[Any], func: Callable[..., Any]) -> None:
 
 
 class RayActors(OneAtATime):
-    """The strategy for Ray actor handles: each worker task awaits its actor."""
+    """The strategy for Ray actor handles: each worker task awaits its actor.
 
-    def __init__(self, calls: Calls, limiter: anyio.CapacityLimiter) -> None:
-        super().__init__(calls)
+    Past ``timeout``, the wait for a call is abandoned and the attempt fails
+    with ``TimeoutError``; Ray is asked to cancel the call (``ray.cancel``),
+    but an actor may finish it first, and until then serves no other call.
+    """
+
+    def __init__(
+        self,
+        calls: Calls,
+        limiter: anyio.CapacityLimiter,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(calls, timeout)
         self.limiter = limiter
 
     async def call(self, actor: Any, index: int) -> Any:
@@ -114,5 +125,22 @@ class RayActors(OneAtATime):
             ref = call_row(send, self.calls.parameters[index])
             # The future of an ObjectRef would let itself be cancelled, call
             # running or not: never withdraw it.
-            _, result = await wait_for_future(ref.future(), withdraw=False)
-        return result
+            if self.timeout is None:
+                _, result = await wait_for_future(ref.future(), withdraw=False)
+                return result
+            # Shielded, so that a cancellation of the run still waits for the
+            # call and saves it, as above; only the deadline withdraws it.
+            deadline = anyio.current_time() + self.timeout
+            with anyio.CancelScope(shield=True, deadline=deadline):
+                _, result = await wait_for_future(ref.future(), withdraw=True)
+                return result
+        _cancel(ref)
+        raise timed_out(self.timeout)
+
+
+def _cancel(ref: Any) -> None:
+    """Ask Ray to cancel a call; it may have finished, or Ray may decline."""
+    import ray
+
+    with suppress(Exception):  # best effort: the call is abandoned anyway
+        ray.cancel(ref)

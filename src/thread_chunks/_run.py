@@ -30,7 +30,7 @@ from ._executor import Batches, BatchSizes, opened_executor
 from ._plan import Plan
 from ._ray import RayActors
 from ._store import CallFailure, CheckpointStore, Warn
-from ._threads import Threads
+from ._threads import Threads, Watchdog
 
 _RANGE_ITERATOR = type(iter(range(0)))
 
@@ -40,6 +40,7 @@ __all__ = [
     "Workers",
     "bar_class",
     "bar_options",
+    "in_notebook",
     "logs_clear_of_bars",
     "run_plan",
 ]
@@ -130,19 +131,30 @@ async def run_plan(
             stops = workers.first_failure_stops
             strategy = Batches(workers, limiter, executor, sizes, stops)
         elif plan.on_ray:
-            strategy = RayActors(workers, limiter)
+            strategy = RayActors(workers, limiter, plan.timeout)
         elif plan.is_async:
-            strategy = Coroutines(workers)
+            strategy = Coroutines(workers, plan.timeout)
         else:
+            watchdog = None
+            if plan.timeout is not None:
+                watchdog = Watchdog(plan.timeout)
+                stack.callback(watchdog.close)
             # Plain LabelledActors only call their function: runs at C speed.
-            in_runs = not plan.keywords and all(
-                type(actor) is LabelledActor for actor in plan.actors
+            in_runs = (
+                watchdog is None
+                and not plan.keywords
+                and all(type(actor) is LabelledActor for actor in plan.actors)
             )
-            strategy = Threads(workers, limiter, in_runs)
+            strategy = Threads(workers, limiter, in_runs, watchdog)
         workers.strategy = strategy
-        async with anyio.create_task_group() as task_group:
-            for actor in plan.actors[: n - len(done)]:
-                task_group.start_soon(strategy.work, actor)
+        async with anyio.create_task_group() as keeping:
+            if isinstance(strategy, Threads) and strategy.in_runs:
+                # Results before a slow call in a run are kept meanwhile.
+                keeping.start_soon(strategy.keep_results_of_runs)
+            async with anyio.create_task_group() as task_group:
+                for actor in plan.actors[: n - len(done)]:
+                    task_group.start_soon(strategy.work, actor)
+            keeping.cancel_scope.cancel()
     workers.raise_failures()
     return outputs
 
@@ -354,7 +366,7 @@ def bar_options(
     if isinstance(progress_bar, Mapping):
         return dict(progress_bar)
     if progress_bar is None:
-        progress_bar = _in_notebook() or _is_terminal(sys.stderr)
+        progress_bar = in_notebook() or _is_terminal(sys.stderr)
     return {} if progress_bar else None
 
 
@@ -388,7 +400,7 @@ def bar_class() -> Any:
     ``tqdm.auto`` would warn "IProgress not found" on every run in a kernel
     without ipywidgets, where the text bar works well.
     """
-    if _in_notebook():
+    if in_notebook():
         try:
             import ipywidgets  # noqa: F401
         except ImportError:
@@ -400,7 +412,7 @@ def bar_class() -> Any:
     return tqdm
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel, as ``tqdm.autonotebook`` decides."""
     ipython = sys.modules.get("IPython")
     get_ipython = getattr(ipython, "get_ipython", None)

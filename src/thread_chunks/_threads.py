@@ -18,9 +18,10 @@ waits behind a slow one.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import starmap
 from operator import length_hint
 from typing import Any
@@ -39,9 +40,10 @@ from ._actors import (
     Row,
     call_row,
     run_row,
+    timed_out,
 )
 
-__all__ = ["RUN_TIME", "Threads"]
+__all__ = ["KEEP_EVERY", "RUN_TIME", "Threads", "Watchdog"]
 
 RUN_TIME = CHECK_EVERY * LONG_CALL
 """Seconds a run of calls may last: ``CHECK_EVERY`` calls of ``LONG_CALL``.
@@ -54,19 +56,25 @@ the failure that ended it, if any, and whether no call is left to start."""
 
 
 class _Run:
-    """Consecutive calls that one worker runs: their indices, and their rows.
+    """Consecutive calls that one worker runs: their indices, rows and results.
 
-    The owner runs the rows in order. Another worker may take the rows not
-    started yet, all at once (``list`` of the iterator, which runs in C
-    without releasing the GIL): the owner's calls are then a prefix of
-    ``indices``, and the taker's the rest.
+    The owner runs the rows in order, appending each result to ``results``
+    (``list.extend`` appends them one by one). Another worker may take the
+    rows not started yet, all at once (``list`` of the iterator, which runs
+    in C without releasing the GIL): the owner's calls are then a prefix of
+    ``indices``, and the taker's the rest. Whoever holds the runs' lock may
+    keep the results the owner has so far (:meth:`Threads._keep_done`), so
+    that a slow call never holds back the results before it.
     """
 
-    __slots__ = ("indices", "rows")
+    __slots__ = ("indices", "kept", "results", "rows")
 
     def __init__(self, indices: Sequence[int], rows: Iterator[Row]) -> None:
         self.indices = indices
         self.rows = rows
+        self.results: list[Any] = []
+        self.kept = 0
+        """How many of ``results`` are kept already."""
 
     def first_left(self) -> int | None:
         """The index of the first call not started yet, if any."""
@@ -74,20 +82,31 @@ class _Run:
         return self.indices[len(self.indices) - left] if left else None
 
 
+KEEP_EVERY = 0.1
+"""Seconds: while a run's call is slow, the results before it are kept this
+often (by :meth:`Threads.keep_results_of_runs`)."""
+
+
 class Threads:
     """The strategy for sync functions: calls in worker threads, a slice a trip.
 
     At most ``limiter``'s number of threads run calls at once. With
-    ``in_runs`` (every actor a plain :class:`LabelledActor`, no keyword rows),
-    calls run in runs at C speed; otherwise one at a time.
+    ``in_runs`` (every actor a plain :class:`LabelledActor`, no keyword rows,
+    no timeout), calls run in runs at C speed; otherwise one at a time. With
+    a ``watchdog`` (``timeout=``), each call is timed (:meth:`_run_slice_timed`).
     """
 
     def __init__(
-        self, calls: Calls, limiter: anyio.CapacityLimiter, in_runs: bool = False
+        self,
+        calls: Calls,
+        limiter: anyio.CapacityLimiter,
+        in_runs: bool = False,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.calls = calls
         self.limiter = limiter
         self.in_runs = in_runs
+        self.watchdog = watchdog
         self._run_sizes: dict[int, int] = {}
         """The size of the next run of each worker (by its actor's ``id``),
         kept from one slice to the next."""
@@ -100,6 +119,8 @@ class Threads:
         calls = self.calls
         cancelled = anyio.get_cancelled_exc_class()
         run_slice = self._run_slice_in_runs if self.in_runs else self._run_slice
+        if self.watchdog is not None:
+            run_slice = self._run_slice_timed
         while not calls.stopped:
             try:
                 indices, results, failure, exhausted = await anyio.to_thread.run_sync(
@@ -121,8 +142,14 @@ class Threads:
 
     async def call(self, actor: Any, index: int) -> Any:
         """One attempt at call ``index`` in a worker thread (a retry)."""
+        row = self.calls.parameters[index]
+        if self.watchdog is not None:
+            make = self._timed_call
+            return await anyio.to_thread.run_sync(
+                make, actor, index, row, limiter=self.limiter
+            )
         _, result = await anyio.to_thread.run_sync(
-            run_row, actor, index, self.calls.parameters[index], limiter=self.limiter
+            run_row, actor, index, row, limiter=self.limiter
         )
         return result
 
@@ -186,7 +213,7 @@ class Threads:
         of a run.
         """
         calls = self.calls
-        func, keep = actor.get_func(), calls.completed
+        func = actor.get_func()
         indices: list[int] = []
         results: list[Any] = []
         clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
@@ -196,26 +223,21 @@ class Threads:
             run = self._take_run(size)
             if run is None:
                 return indices, results, None, True
-            ran: list[Any] = []
+            ran = run.results
             started = clock()
             try:
                 ran.extend(starmap(func, run.rows))
             except BaseException as exc:  # handled on the event loop
-                if ran:
-                    done = run.indices[: len(ran)]
-                    keep(done, ran)
-                    indices += done
-                    results += ran
+                self._end_run(run)
+                indices += run.indices[: len(ran)]
+                results += ran
                 if calls.stops_the_run(exc):
                     calls.stop()  # no other slice starts a call now
-                # The calls after it stay in the run, for any worker to take.
                 return indices, results, (run.indices[len(ran)], exc), False
             now = clock()
-            if ran:
-                done = run.indices[: len(ran)]
-                keep(done, ran)  # saved at once, while the slice goes on
-                indices += done
-                results += ran
+            self._end_run(run)  # its results are kept from here on
+            indices += run.indices[: len(ran)]
+            results += ran
             # The next run: as many calls as fit in half of RUN_TIME at this
             # run's pace, at most twice as many; one after a slow call.
             seconds = now - started
@@ -241,7 +263,7 @@ class Threads:
         they go first, the lowest first. ``None``: no call is left to start.
         """
         with self._runs_lock:
-            runs = self._runs = [run for run in self._runs if length_hint(run.rows)]
+            runs = self._runs
             firsts = [
                 (first, k)
                 for k, run in enumerate(runs)
@@ -266,3 +288,195 @@ class Threads:
             run = _Run(new, iter(rows))
             runs.append(run)
             return run
+
+    def _end_run(self, run: _Run) -> None:
+        """Its owner is done with ``run``: keep its results, let the rest go.
+
+        After a failure, the calls it did not start stay for any worker to
+        take (as a run of their own, without results).
+        """
+        with self._runs_lock:
+            self._keep_done(run)
+            self._runs.remove(run)
+            if length_hint(run.rows):
+                left = length_hint(run.rows)
+                rest = _Run(run.indices[len(run.indices) - left :], run.rows)
+                self._runs.append(rest)
+
+    def _keep_done(self, run: _Run) -> None:
+        """Keep the results of ``run`` not kept yet; hold the runs' lock."""
+        done = len(run.results)
+        if done > run.kept:
+            first = run.kept
+            self.calls.completed(run.indices[first:done], run.results[first:done])
+            run.kept = done
+
+    async def keep_results_of_runs(self) -> None:
+        """On the event loop, until cancelled: keep what running runs have done.
+
+        A run's results are kept when it ends; this keeps, every
+        :data:`KEEP_EVERY` seconds, those of a run whose call is slow.
+        """
+        while True:
+            await anyio.sleep(KEEP_EVERY)
+            with self._runs_lock:
+                for run in self._runs:
+                    self._keep_done(run)
+
+    # Timed calls (timeout=): one call at a time, each between the watchdog's
+    # arm and disarm, so that its start and end are known.
+
+    def _run_slice_timed(self, actor: Any, cancelled: type[BaseException]) -> Slice:
+        """In a worker thread: :meth:`_run_slice`, each call timed by the watchdog."""
+        calls = self.calls
+        parameters, keep, take = calls.parameters, calls.completed_one, calls.take_one
+        timed = self._timed_call
+        indices: list[int] = []
+        results: list[Any] = []
+        failure: tuple[int, BaseException] | None = None
+        exhausted = False
+        clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
+        deadline = clock() + TIME_SLICE
+        while not calls.stopped:
+            i = take()
+            if i is None:
+                exhausted = True
+                break
+            started = clock()
+            try:
+                result = timed(actor, i, parameters[i])
+            except BaseException as exc:  # handled on the event loop
+                if calls.stops_the_run(exc):
+                    calls.stop()
+                failure = (i, exc)
+                break
+            keep(i, result)
+            indices.append(i)
+            results.append(result)
+            now = clock()
+            if now - started > LONG_CALL or len(indices) % CHECK_EVERY == 0:
+                try:
+                    check_cancelled()
+                except cancelled:
+                    calls.stop()
+                    break
+            if now >= deadline:
+                break
+        return indices, results, failure, exhausted
+
+    def _timed_call(self, actor: Any, index: int, row: Any) -> Any:
+        """In a worker thread: call ``index``, raising ``TimeoutError`` if it overran.
+
+        The watchdog's exception can land at any Python line between
+        :meth:`Watchdog.arm` and the moment :meth:`Watchdog.disarm` holds its
+        lock, and at most once: every such line is inside the ``try`` below.
+        If it lands after the call returned, the result stands.
+        """
+        watchdog = self.watchdog
+        assert watchdog is not None
+        result: Any = _MISSING
+        try:
+            watchdog.arm()
+            try:
+                if type(actor) is LabelledActor:  # only calls its function
+                    result = call_row(actor.get_func(), row)
+                else:
+                    _, result = run_row(actor, index, row)
+            finally:
+                watchdog.disarm()
+        except BaseException as exc:
+            # Whatever happened above, the watchdog is disarmed from here on.
+            if not watchdog.disarm() or not isinstance(exc, TimeoutError):
+                raise
+            if result is not _MISSING:  # landed after the call returned
+                return result
+            raise timed_out(watchdog.timeout).with_traceback(
+                exc.__traceback__
+            ) from None
+        return result
+
+
+_MISSING: Any = object()
+
+_set_async_exc: Callable[[ctypes.c_ulong, Any], int] = (
+    ctypes.pythonapi.PyThreadState_SetAsyncExc
+)
+
+
+class Watchdog:
+    """Raises ``TimeoutError`` in a worker thread whose call overran ``timeout``.
+
+    One per run, in a daemon thread of its own that sleeps until the earliest
+    deadline. A worker thread calls :meth:`arm` before a call and
+    :meth:`disarm` after it; the watchdog raises the exception (with
+    ``PyThreadState_SetAsyncExc``, at the thread's next Python line) only
+    while the call is armed and holding the lock that :meth:`disarm` takes,
+    and :meth:`disarm` withdraws one not yet raised: it never reaches a call
+    that returned in time, nor the thread's next call. A thread blocked in C
+    code (a long ``time.sleep``, a socket read) sees it once that returns.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock = threading.Condition(threading.Lock())
+        self._armed: dict[int, float] = {}
+        """Thread id -> deadline, earliest first (every call has the same timeout)."""
+        self._fired: set[int] = set()
+        """The threads whose armed call the watchdog stopped."""
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def arm(self) -> None:
+        """Start timing this thread's call."""
+        ident = threading.get_ident()
+        with self._lock:
+            self._fired.discard(ident)
+            self._armed.pop(ident, None)  # re-inserted last: the latest deadline
+            self._armed[ident] = time.monotonic() + self.timeout
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="thread-chunks-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif len(self._armed) == 1:
+                self._lock.notify()  # it slept with nothing to watch
+
+    def disarm(self) -> bool:
+        """Stop timing this thread's call; return whether the watchdog stopped it.
+
+        Idempotent until the next :meth:`arm`. A ``TimeoutError`` raised but
+        not yet delivered is withdrawn.
+        """
+        ident = threading.get_ident()
+        with self._lock:
+            self._armed.pop(ident, None)
+            fired = ident in self._fired
+            if fired:
+                _set_async_exc(ctypes.c_ulong(ident), None)
+            return fired
+
+    def close(self) -> None:
+        """End the watchdog's thread (at the end of the run), and wait for it."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _watch(self) -> None:
+        lock, armed = self._lock, self._armed
+        with lock:
+            while not self._closed:
+                if not armed:
+                    lock.wait()
+                    continue
+                ident, deadline = next(iter(armed.items()))
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    lock.wait(wait)
+                    continue
+                del armed[ident]
+                self._fired.add(ident)
+                exc = ctypes.py_object(TimeoutError)
+                _set_async_exc(ctypes.c_ulong(ident), exc)

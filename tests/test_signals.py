@@ -1,0 +1,108 @@
+"""A second Ctrl-C or SIGTERM ends the process, whatever its calls are doing.
+
+Real child processes (``child.py``) whose later calls hang in C code
+(``time.sleep``), where no Python line runs for the watchdog or a signal
+handler to act on: the first signal's orderly stop would wait for them forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_crash import Child, wait_until
+from thread_chunks import Checkpoint
+
+BOUND = 10.0
+"""Seconds: generous, for a loaded machine; the target is under 2 s."""
+
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNALS))
+@pytest.mark.parametrize("runner", ["chunk", "iter", "processes", "coroutine"])
+def test_a_second_signal_ends_a_run_whose_calls_hang_in_c(
+    tmp_path: Path, runner: str, name: str
+) -> None:
+    signum = SIGNALS[name]
+    processes = runner == "processes"
+    # Calls 0-3 return at once, the others sleep 1000 s in C.
+    child = Child(tmp_path, 20, chunk_size=2, delay=1000, runner=runner,
+                  new_session=True, hang_from=4)  # fmt: skip
+    try:
+        # Calls 4 and 5 hang; a coroutine hung in C blocks the event loop,
+        # so that call 5 never starts.
+        child.wait_for("start", 5 if runner == "coroutine" else 6)
+        wait_until(child, lambda: set(child.lines("committed")) >= {0, 1, 2, 3})
+
+        def send() -> None:
+            if processes and signum == signal.SIGINT:  # as a terminal does
+                os.killpg(child.process.pid, signum)
+            else:
+                child.process.send_signal(signum)
+
+        send()
+        wait_until(child, lambda: "waiting for the running calls" in log(child))
+        sent = time.monotonic()
+        send()
+        # Not communicate(): worker processes left behind would hold stderr.
+        returncode = child.process.wait(BOUND)
+        assert time.monotonic() - sent < BOUND
+        assert returncode == -signum
+        assert "stopping now" in log(child)
+        checkpoint = Checkpoint.load(child.path)
+        assert checkpoint.completed[:4] == [True] * 4
+        assert checkpoint.output[:4] == [0, 1, 4, 9]
+        assert not any(checkpoint.completed[4:])
+    finally:
+        with_group_killed(child)  # and worker processes, if the run left any
+
+
+def test_sighup_stops_the_run_the_orderly_way(tmp_path: Path) -> None:
+    n = 20
+    child = Child(tmp_path, n, chunk_size=2, delay=0.5)
+    child.wait_for("start", 2)
+    child.process.send_signal(signal.SIGHUP)  # a closed terminal, a dropped ssh
+    returncode, stderr = child.finish()
+    assert returncode == 128 + signal.SIGHUP, stderr
+    assert "logged SIGHUP: waiting for the running calls" in log(child)
+    started, done = child.lines("start"), child.lines("done")
+    assert sorted(started) == sorted(done), "a running call was lost"
+    assert len(done) < n, "the run went on after SIGHUP"
+    checkpoint = Checkpoint.load(child.path)
+    assert [i for i, d in enumerate(checkpoint.completed) if d] == sorted(done)
+
+
+def log(child: Child) -> str:
+    return child.log.read_text()
+
+
+def with_group_killed(child: Child) -> None:
+    """Kill the child's process group (it has one of its own) or the child."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.process.pid, signal.SIGKILL)
+    if child.process.poll() is None:
+        child.process.kill()
+    child.process.communicate(timeout=BOUND)  # closes its stderr
+
+
+@pytest.mark.parametrize("notebook", [False, True])
+def test_a_second_interrupt_never_ends_a_notebook_kernel(
+    monkeypatch: pytest.MonkeyPatch, notebook: bool
+) -> None:
+    """In a kernel it raises KeyboardInterrupt, as before: the kernel lives."""
+    import threading
+
+    from thread_chunks import _host
+
+    monkeypatch.setattr(_host, "in_notebook", lambda: notebook)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with _host.signals_end_the_process(threading.Event()):
+        kept = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert kept == notebook
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
