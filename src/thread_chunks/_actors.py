@@ -195,6 +195,9 @@ class Calls(Protocol):
     def take_one(self) -> int | None:
         """Take the index of the next call to make; none left: ``None``."""
 
+    def give_back(self, indices: Sequence[int]) -> None:
+        """Give back calls taken but not started: the next ones taken."""
+
     def stops_the_run(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised by a call's first attempt, ends the run."""
 
