@@ -19,6 +19,7 @@ from ._checkpoint import CallFailure as CallFailure
 from ._checkpoint import Checkpoint as Checkpoint
 from ._checkpoint import CheckpointFailedWarning as CheckpointFailedWarning
 from ._chunker import Chunker as Chunker
+from ._executor import WorkerDied as WorkerDied
 from ._host import ignore_sigint as ignore_sigint
 from ._options import config as config
 from ._report import Progress as Progress
@@ -42,6 +43,7 @@ for _obj in (
     ignore_sigint,
     Progress,
     progress,
+    WorkerDied,
 ):
     _obj.__module__ = __name__
 del _obj
@@ -66,6 +68,7 @@ __all__ = [
     "Chunker",
     "LabelledActor",
     "Progress",
+    "WorkerDied",
     "__version__",
     "achunk",
     "achunk_iter",

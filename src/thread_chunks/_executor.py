@@ -162,7 +162,7 @@ class WorkerDied(Exception):
     -9
 
     A run with ``errors="return"`` returns it in the place of the call that
-    killed its worker (``docs/examples/worker_died.py`` runs this):
+    killed its worker, and every other result:
 
     >>> import os
     >>> from thread_chunks import chunk
@@ -171,8 +171,8 @@ class WorkerDied(Exception):
     ...         os._exit(1)
     ...     return x
     >>> out = chunk(crash, [[0], [1], [2]], chunk_size=2, errors="return",
-    ...             executor="processes", progress_bar=False)  # doctest: +SKIP
-    >>> out[:2], type(out[2]).__name__  # doctest: +SKIP
+    ...             executor="processes", progress_bar=False)
+    >>> out[:2], type(out[2]).__name__
     ([0, 1], 'WorkerDied')
     """
 
