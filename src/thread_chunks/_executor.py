@@ -642,7 +642,10 @@ class Batches:
                         self.calls.keywords, BUDGET)  # fmt: skip
                 if own is not None:
                     future = own.submit_batch(task, self.timeout)
-                    sent = await wait_for_future(future)
+                    # Never cancelled: pebble would kill a running task's
+                    # worker, and every task sent to our pool (no more than
+                    # it has workers) starts at once.
+                    sent = await wait_for_future(future, withdraw=False)
                 else:
                     assert not isinstance(self.executor, OwnPool)
                     future = self.executor.submit(run_batch, *task)
