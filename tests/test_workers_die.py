@@ -82,8 +82,9 @@ def test_a_batch_returns_once_its_budget_is_spent() -> None:
         time.sleep(0.02)
         return x
 
-    results, failures, slowest = run_batch(slow, [[x] for x in range(100)], False,
-                                           budget=0.1)  # fmt: skip
+    sent = run_batch(slow, [[x] for x in range(100)], False, budget=0.1)
+    assert isinstance(sent, tuple)
+    results, failures, slowest = sent
     # The clock is read after each call: the batch stops at the first call
     # that ends past 0.1 s, and the calls after it never started.
     assert 5 <= len(results) <= 7
@@ -154,6 +155,7 @@ def test_a_call_that_kills_its_worker_fails_alone(
     run = partial(chunk, func, [[x] for x in range(30)], chunk_size=2,
                   executor="processes", errors=errors, path=path,
                   progress_bar=False)  # fmt: skip
+    died: BaseException
     if errors == "return":
         out = run()
         assert isinstance(out[13], WorkerDied)
