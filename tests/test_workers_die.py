@@ -357,3 +357,26 @@ def test_workers_die_with_a_killed_driver(tmp_path: Path) -> None:
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
     wait_until(lambda: not alive(hung), timeout=10)
+
+
+def test_dask_killed_worker_fails_the_call_with_worker_died(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    log = tmp_path / "marks.txt"
+    # Dask gives up on a task at once when its worker dies, not after three.
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                 dashboard_address=None,
+                                 host="127.0.0.1") as cluster,
+        distributed.Client(cluster) as client,
+    ):  # fmt: skip
+        out = chunk(partial(engines.marked, str(log), 0, "exit"),
+                    [[x] for x in range(4)], chunk_size=2,
+                    executor=client.get_executor(pure=False), errors="return",
+                    progress_bar=False)  # fmt: skip
+    assert isinstance(out[0], WorkerDied)
+    assert "call 0" in str(out[0])
+    assert type(out[0].__cause__).__name__ == "KilledWorker"
+    assert out[1:] == [1, 2, 3]

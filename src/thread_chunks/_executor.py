@@ -653,7 +653,10 @@ class Batches:
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
-                raise self._failure(batch, exc, own is not None) from None
+                failure = self._failure(batch, exc, own is not None)
+                if failure is exc:
+                    raise
+                raise failure from failure.__cause__
             finally:
                 del self._in_flight[number]
             seconds = time.perf_counter() - sent_at
