@@ -368,7 +368,7 @@ def test_dask_killed_worker_fails_the_call_with_worker_died(tmp_path: Path) -> N
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                 dashboard_address=None,
+                                 dashboard_address=":0", scheduler_port=0,
                                  host="127.0.0.1") as cluster,
         distributed.Client(cluster) as client,
     ):  # fmt: skip
