@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests import engines
-from thread_chunks import CallsFailed, Checkpoint, WorkerDied, _executor, chunk
+from thread_chunks import CallsFailed, Checkpoint, WorkerDied, _executor, achunk, chunk
 from thread_chunks._executor import BUDGET, BatchSizes, kill_our_workers
 from thread_chunks._remote import run_batch
 
@@ -290,6 +290,33 @@ def test_a_timeout_on_a_users_executor_abandons_the_call() -> None:
     assert isinstance(out[1], TimeoutError)
     assert "may go on running" in str(out[1])
     assert out[:1] + out[2:] == [0, 2, 3, 4]
+
+
+@pytest.mark.anyio
+async def test_a_dead_worker_and_a_timeout_on_both_backends(tmp_path: Path) -> None:
+    log = tmp_path / "marks.txt"
+    out = await achunk(partial(engines.marked, str(log), 3, "exit"),
+                       [[x] for x in range(8)], chunk_size=2,
+                       executor="processes", errors="return",
+                       progress_bar=False)  # fmt: skip
+    assert isinstance(out[3], WorkerDied)
+    assert out[:3] + out[4:] == [0, 1, 2, 4, 5, 6, 7]
+    release = threading.Event()
+
+    def f(x: int) -> int:
+        if x == 1:
+            release.wait(30)
+        return x
+
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            out = await achunk(f, [[x] for x in range(4)], chunk_size=2,
+                               executor=pool, errors="return", timeout=0.3,
+                               progress_bar=False)  # fmt: skip
+        finally:
+            release.set()
+    assert isinstance(out[1], TimeoutError)
+    assert out[:1] + out[2:] == [0, 2, 3]
 
 
 # An argument that cannot be pickled fails its own call.

@@ -370,7 +370,8 @@ async def wait_for_future(
     After ``abandon_after`` seconds a future still queued is cancelled and one that
     runs is abandoned: :class:`_TimedOut` says which.
     """
-    done = _done_event(future)
+    abandoned = threading.Event()
+    done = _done_event(future, abandoned)
     deadline = (
         math.inf if abandon_after is None else anyio.current_time() + abandon_after
     )
@@ -388,12 +389,20 @@ async def wait_for_future(
             with anyio.CancelScope(shield=True):
                 await done.wait()
     if not future.done():
+        # Its end must not wait for this event loop, which may be blocked
+        # then (in the executor's shutdown, say): it would wait forever.
+        abandoned.set()
         raise _TimedOut(started=not future.cancel())
     return future.result()
 
 
-def _done_event(future: Future[Any]) -> anyio.Event:
-    """An event set on the event loop thread when ``future`` is done."""
+def _done_event(
+    future: Future[Any], abandoned: threading.Event | None = None
+) -> anyio.Event:
+    """An event set on the event loop thread when ``future`` is done.
+
+    Not once ``abandoned`` is set: nobody waits for it then.
+    """
     event = anyio.Event()
     token = anyio.lowlevel.current_token()
     loop_thread = threading.get_ident()
@@ -401,6 +410,8 @@ def _done_event(future: Future[Any]) -> anyio.Event:
     def on_done(_: Future[Any]) -> None:
         if threading.get_ident() == loop_thread:  # done already, or cancelled here
             event.set()
+            return
+        if abandoned is not None and abandoned.is_set():
             return
         with suppress(anyio.RunFinishedError):
             anyio.from_thread.run_sync(event.set, token=token)
