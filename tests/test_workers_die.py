@@ -86,11 +86,12 @@ def test_a_batch_returns_once_its_budget_is_spent() -> None:
     assert isinstance(sent, tuple)
     results, failures, slowest = sent
     # The clock is read after each call: the batch stops at the first call
-    # that ends past 0.1 s, and the calls after it never started.
-    assert 5 <= len(results) <= 7
+    # that ends past 0.1 s (the fifth at the latest, each taking 0.02 s or
+    # more), and the calls after it never started.
+    assert 1 <= len(results) <= 5
     assert calls == results == list(range(len(results)))
     assert failures == []
-    assert 0.02 <= slowest < 0.1
+    assert slowest >= 0.02
 
 
 def test_unstarted_calls_are_run_next_and_each_once(
@@ -345,8 +346,9 @@ def test_kill_our_workers_kills_them_now(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     func = partial(engines.hang_on, str(pid_file), 0)
     outcome: list[Any] = []
+    # One call: the host kills the workers once its run stops starting calls.
     runner = threading.Thread(target=lambda: outcome.append(
-        chunk(func, [[x] for x in range(3)], chunk_size=2, executor="processes",
+        chunk(func, [[0]], chunk_size=2, executor="processes",
               errors="return", progress_bar=False)))  # fmt: skip
     runner.start()
     wait_until(pid_file.exists)

@@ -318,11 +318,19 @@ _open_pools_lock = threading.Lock()
 def kill_our_workers() -> int:
     """SIGKILL, now, every worker of every ``executor="processes"`` pool open.
 
-    For the host's second Ctrl-C or SIGTERM: a run whose call hangs in a
-    worker then ends without waiting for the call; the calls that were
-    running fail with :class:`WorkerDied` as the run stops (the pools would
-    start new workers, but no call starts once the run stops). Safe from any
-    thread. Returns how many workers were killed.
+    For the host's second Ctrl-C or SIGTERM, once the runs start no more
+    calls: a run whose call hangs in a worker then ends without waiting for
+    the call; the calls that were running fail with :class:`WorkerDied`, and
+    the pools close as the runs end. Not for a run that goes on: an idle
+    worker killed while it waits for a task may hold the lock of the pool's
+    task queue, and then no other worker gets a task. Safe from any thread.
+    Returns how many workers were killed.
+
+    Examples
+    --------
+    >>> from thread_chunks._executor import kill_our_workers
+    >>> kill_our_workers()  # no pool open here
+    0
     """
     with _open_pools_lock:
         pools = list(_open_pools)
