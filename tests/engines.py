@@ -92,3 +92,38 @@ def exit_on(x: int, bad: int) -> int:
     if x == bad:
         os._exit(1)
     return x
+
+
+def marked(log: str, die_on: int, how: str, x: int) -> int:
+    """Append ``start x`` and, once done, ``done x`` to the file ``log``.
+
+    Call ``die_on`` ends its worker instead: ``how`` is ``"exit"``
+    (``os._exit(1)``) or ``"kill"`` (SIGKILL, as the out-of-memory killer
+    sends it).
+    """
+    with open(log, "a") as file:
+        file.write(f"start {x}\n")
+    if x == die_on:
+        if how == "kill":
+            os.kill(os.getpid(), 9)
+        os._exit(1)
+    with open(log, "a") as file:
+        file.write(f"done {x}\n")
+    return x
+
+
+def hang_on(pid_file: str, bad: int, x: int) -> int:
+    """Call ``bad`` writes its worker's pid to ``pid_file`` and never returns."""
+    if x == bad:
+        with open(pid_file, "w") as file:
+            file.write(str(os.getpid()))
+        while True:
+            time.sleep(1)
+    return os.getpid()
+
+
+def slow_from(start: int, seconds: float, x: int) -> int:
+    """Calls from ``start`` on sleep ``seconds``; the others return at once."""
+    if x >= start:
+        time.sleep(seconds)
+    return x

@@ -225,10 +225,11 @@ def test_coroutine_function_with_executor() -> None:
         chunk(f, [[1]], executor=pool, progress_bar=False)
 
 
-def test_processes_without_loky_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("missing", ["pebble", "loky"])
+def test_processes_without_pebble_or_loky_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
-    monkeypatch.setitem(sys.modules, "loky", None)
+    monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(ImportError, match=r"thread-chunks\[processes\]"):
         chunk(abs, [[1]], executor="processes", progress_bar=False)
 

@@ -91,3 +91,12 @@ def test_calls_failed_example(tmp_path: Path) -> None:
                           globs={})  # fmt: skip
     runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_worker_died_example() -> None:
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    (test,) = finder.find(thread_chunks.WorkerDied, "WorkerDied", module=False,
+                          globs={})  # fmt: skip
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0

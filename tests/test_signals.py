@@ -101,8 +101,12 @@ def test_a_second_interrupt_never_ends_a_notebook_kernel(
     from thread_chunks import _host
 
     monkeypatch.setattr(_host, "in_notebook", lambda: notebook)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler, as a script has it (Dask's examples install one).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with _host.signals_end_the_process(threading.Event()):
         kept = signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert kept == notebook
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        assert kept == notebook
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)

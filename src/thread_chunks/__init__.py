@@ -17,6 +17,7 @@ from ._api import achunk_iter as achunk_iter
 from ._api import chunk as chunk
 from ._api import chunk_iter as chunk_iter
 from ._chunker import Chunker as Chunker
+from ._executor import WorkerDied as WorkerDied
 from ._host import ignore_sigint as ignore_sigint
 from ._options import config as config
 from ._report import Progress as Progress
@@ -44,6 +45,7 @@ for _obj in (
     ignore_sigint,
     Progress,
     progress,
+    WorkerDied,
 ):
     _obj.__module__ = __name__
 del _obj
@@ -80,6 +82,7 @@ __all__ = [
     "Chunker",
     "LabelledActor",
     "Progress",
+    "WorkerDied",
     "__version__",
     "achunk",
     "achunk_iter",

@@ -207,6 +207,9 @@ class Calls(Protocol):
     def take_run(self, most: int) -> Sequence[int]:
         """Take up to ``most`` indices at once, in order: a ``range`` if consecutive."""
 
+    def give_back(self, indices: Sequence[int]) -> None:
+        """Give back calls taken but not started: the next ones taken."""
+
     def stops_the_run(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised by a call's first attempt, ends the run."""
 

@@ -7,7 +7,15 @@ milliseconds on Dask), so each submitted task runs a *batch* of calls one
 after another in the worker (``_remote.run_batch``) and sends their results
 back together. The first batch holds one call; then :class:`BatchSizes` aims
 each batch at about :data:`TARGET` seconds of calls, learning from the time
-the last batches took, like joblib's automatic batching.
+the last batches took, like joblib's automatic batching. A batch is bounded
+in time too: the worker returns what it has once :data:`BUDGET` seconds have
+passed, and the calls it did not start go back to the front of the queue.
+
+``executor="processes"`` is :class:`OwnPool`, a pebble process pool: when a
+worker dies, only its own task fails (the pool starts another worker), and a
+task past its timeout has its worker killed. The calls of a batch whose
+worker died are run again one per task, so that the call that kills its
+worker when run alone fails by itself, with :class:`WorkerDied`.
 
 Each worker task sends a batch, waits for it without parking a thread, keeps
 its results the moment it returns, and sends the next. With one batch per
@@ -19,15 +27,16 @@ every attempt travels the same way.
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
-from functools import partial
 from typing import Any, NamedTuple
 
 import anyio
@@ -38,13 +47,17 @@ import anyio.to_thread
 from ._actors import Calls
 
 __all__ = [
+    "BUDGET",
     "PROCESSES",
     "TARGET",
     "Batch",
     "BatchSizes",
     "Batches",
+    "OwnPool",
     "RemoteTraceback",
+    "WorkerDied",
     "check_executor",
+    "kill_our_workers",
     "opened_executor",
     "unpack",
     "wait_for_future",
@@ -63,7 +76,7 @@ def check_executor(executor: object, func: Callable[..., Any], name: str) -> Non
                 f"executor must be 'processes' or a concurrent.futures.Executor, "
                 f"got {executor!r}"
             )
-        _import_loky()
+        _import_pebble()
         _check_serialisable(func, name, cloudpickle.dumps, "cloudpickle")
         return
     if not isinstance(executor, Executor):
@@ -107,68 +120,309 @@ def _check_serialisable(
         ) from None
 
 
-def _import_loky() -> Any:
+def _import_pebble() -> Any:
+    """pebble, which runs our pool, after checking that loky is there too.
+
+    loky's way of starting processes runs a fresh interpreter that neither
+    forks a process with threads nor runs the main module again (a script
+    without ``if __name__ == "__main__":`` works, and workers start fast).
+    """
     try:
-        import loky
+        import loky.backend  # noqa: F401  (checked here, used by OwnPool)
+        import pebble
     except ImportError:
         raise ImportError(
-            "executor='processes' needs loky (the thread-chunks[processes] extra): "
-            "pip install loky"
+            "executor='processes' needs pebble and loky (the "
+            "thread-chunks[processes] extra): pip install pebble loky"
         ) from None
-    return loky
+    return pebble
+
+
+class WorkerDied(Exception):
+    """A call's worker process died while it ran the call.
+
+    Raised for the call that, run alone in a worker of
+    ``executor="processes"`` (or on Dask), ended its worker: ``os._exit``, a
+    crash in C code, or a signal. When a worker dies, the calls of its batch
+    that did not return are run again one per task, so that only the call
+    that kills its worker fails, with this exception; each such attempt
+    counts under ``retries=``, and ``errors=`` then decides as for any
+    failure. The message names the call and the exit code or the signal; a
+    worker killed by SIGKILL was most often killed by the kernel's
+    out-of-memory killer.
+
+    Parameters
+    ----------
+    message : str
+        What happened, naming the call.
+    exitcode : int or None
+        The worker's exit code, negative for a signal (``-9``: SIGKILL), or
+        ``None`` if unknown.
+
+    Examples
+    --------
+    >>> from thread_chunks import WorkerDied
+    >>> died = WorkerDied("the worker process running call 2 died", exitcode=-9)
+    >>> died.exitcode
+    -9
+
+    A run with ``errors="return"`` returns it in the place of the call that
+    killed its worker, and every other result:
+
+    >>> import os
+    >>> from thread_chunks import chunk
+    >>> def crash(x):
+    ...     if x == 2:
+    ...         os._exit(1)
+    ...     return x
+    >>> out = chunk(crash, [[0], [1], [2]], chunk_size=2, errors="return",
+    ...             executor="processes", progress_bar=False)
+    >>> out[:2], type(out[2]).__name__
+    ([0, 1], 'WorkerDied')
+    """
+
+    __module__ = "thread_chunks"
+
+    def __init__(self, message: str, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.args[0], self.exitcode)
+
+
+def _died(index: int, exitcode: int | None, how: str = "") -> WorkerDied:
+    """The :class:`WorkerDied` of call ``index``, whose worker ended so."""
+    what = f"the worker process running call {index} died"
+    if exitcode is None:
+        return WorkerDied(what + how, exitcode)
+    if exitcode >= 0:
+        return WorkerDied(
+            f"{what} with exit code {exitcode} (os._exit, sys.exit in a thread "
+            "or a crash in C code); run alone, this call ended its worker",
+            exitcode,
+        )
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    message = f"{what}, killed by {name}"
+    if -exitcode == signal.SIGKILL:
+        message += (
+            ": the kernel's out-of-memory killer is the usual cause (see "
+            "dmesg); give the call less data, lower chunk_size so that fewer "
+            "calls share the memory, or use a machine with more memory"
+        )
+    return WorkerDied(message, exitcode)
+
+
+class _Recording:
+    """A multiprocessing context that remembers the processes it starts."""
+
+    def __init__(self, base: Any) -> None:
+        self._base = base
+        self.processes: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def Process(self, *args: Any, **kwargs: Any) -> Any:
+        process = self._base.Process(*args, **kwargs)
+        self.processes.add(process)
+        return process
+
+
+class OwnPool:
+    """The process pool of ``executor="processes"``: pebble's, for one run.
+
+    A worker that dies fails its own task only, and the pool starts another.
+    A task past its timeout has its worker killed (and replaced). The pool's
+    processes are started by a thread of its own that lives as long as the
+    pool, which matters on Linux: each worker asks the kernel for SIGKILL
+    when that thread ends (``prctl(PR_SET_PDEATHSIG)``), so no worker
+    outlives the driver, however the driver ends. Tasks are cloudpickled
+    :class:`~thread_chunks._remote.Invocation` bytes that the workers load
+    with the standard pickle: lambdas travel, and the workers never import
+    thread_chunks.
+    """
+
+    def __init__(self, workers: int) -> None:
+        pebble = _import_pebble()
+        import cloudpickle
+        import loky.backend
+
+        from ._remote import Invocation, set_up_worker
+
+        self._context = _Recording(loky.backend.get_context("loky"))
+        set_up = cloudpickle.dumps(Invocation(set_up_worker, (os.getpid(),)))
+        self._pool = pebble.ProcessPool(
+            max_workers=workers,
+            initializer=pickle.loads,
+            initargs=(set_up,),
+            context=self._context,
+        )
+        self._started = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(
+            target=self._host, name="thread-chunks process pool", daemon=True
+        )
+
+    def _host(self) -> None:
+        """In the pool's own thread: start the workers, stop them when told."""
+        try:
+            self._pool.active  # noqa: B018  (starts the workers from this thread)
+        finally:
+            self._started.set()
+        self._closing.wait()
+        self._pool.stop()
+        self._pool.join()
+
+    def start(self) -> None:
+        """Start the pool's thread and its workers; block until they are."""
+        with _open_pools_lock:
+            _open_pools.add(self)
+        self._thread.start()
+        self._started.wait()
+
+    def close(self) -> None:
+        """Stop the workers (a task still running is ended) and wait for them."""
+        self._closing.set()
+        self._thread.join()
+        with _open_pools_lock:
+            _open_pools.discard(self)
+
+    def pids(self) -> list[int]:
+        """The process ids of the workers alive now."""
+        return [
+            process.pid
+            for process in list(self._context.processes)
+            if process.pid is not None and process.exitcode is None
+        ]
+
+    def kill(self) -> int:
+        """SIGKILL every worker now; return how many were alive."""
+        killed = 0
+        for pid in self.pids():
+            with suppress(ProcessLookupError):
+                os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+                killed += 1
+        return killed
+
+    def submit_batch(
+        self, arguments: tuple[Any, ...], timeout: float | None
+    ) -> Future[Any]:
+        """Run ``run_batch(*arguments)`` in a worker; past ``timeout``, kill it."""
+        import cloudpickle
+
+        from ._remote import Invocation, run_batch
+
+        payload = cloudpickle.dumps(Invocation(run_batch, arguments), protocol=5)
+        future: Future[Any] = self._pool.schedule(
+            pickle.loads, args=(payload,), timeout=timeout
+        )
+        return future
+
+
+_open_pools: weakref.WeakSet[OwnPool] = weakref.WeakSet()
+_open_pools_lock = threading.Lock()
+
+
+def kill_our_workers() -> int:
+    """SIGKILL, now, every worker of every ``executor="processes"`` pool open.
+
+    For the host's second Ctrl-C or SIGTERM, once the runs start no more
+    calls: a run whose call hangs in a worker then ends without waiting for
+    the call; the calls that were running fail with :class:`WorkerDied`, and
+    the pools close as the runs end. Not for a run that goes on: an idle
+    worker killed while it waits for a task may hold the lock of the pool's
+    task queue, and then no other worker gets a task. Safe from any thread.
+    Returns how many workers were killed.
+
+    Examples
+    --------
+    >>> from thread_chunks._executor import kill_our_workers
+    >>> kill_our_workers()  # no pool open here
+    0
+    """
+    with _open_pools_lock:
+        pools = list(_open_pools)
+    return sum(pool.kill() for pool in pools)
 
 
 @asynccontextmanager
 async def opened_executor(
     executor: Executor | str | None, chunk_size: int
-) -> AsyncIterator[Executor | None]:
+) -> AsyncIterator[Executor | OwnPool | None]:
     """Yield the executor to use, creating and closing it for ``'processes'``.
 
-    ``'processes'`` is a loky pool of this run's own (never loky's shared
-    reusable one, which other runs may be using), started in a worker thread
-    so as not to block the event loop; its workers ignore SIGINT.
+    ``'processes'`` is an :class:`OwnPool` of ``chunk_size`` workers for this
+    run, started in a worker thread so as not to block the event loop; its
+    workers ignore SIGINT.
     """
     if not isinstance(executor, str):
         yield executor
         return
-    pool = partial(
-        _import_loky().ProcessPoolExecutor,
-        max_workers=chunk_size,
-        # ignore_sigint, made of the standard library only, so that the
-        # workers need not import thread_chunks (see ``_remote``).
-        initializer=partial(signal.signal, signal.SIGINT, signal.SIG_IGN),
-    )
-    created: Executor = await anyio.to_thread.run_sync(pool)
+    created = OwnPool(chunk_size)
+    await anyio.to_thread.run_sync(created.start)
     try:
         yield created
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(created.shutdown, True)
+            await anyio.to_thread.run_sync(created.close)
 
 
-async def wait_for_future(future: Future[Any], withdraw: bool = True) -> Any:
+class _TimedOut(Exception):
+    """A future not done within its timeout; ``started``: it was running."""
+
+    def __init__(self, started: bool) -> None:
+        super().__init__(started)
+        self.started = started
+
+
+async def wait_for_future(
+    future: Future[Any], withdraw: bool = True, abandon_after: float | None = None
+) -> Any:
     """Wait for ``future`` without blocking a thread and return its result.
 
     On cancellation a future still queued is cancelled (unless ``withdraw`` is
     false: the future cannot tell whether its call runs); one that is running
     is waited for, shielded, and its result returned so that it can be saved.
+    After ``abandon_after`` seconds a future still queued is cancelled and one that
+    runs is abandoned: :class:`_TimedOut` says which.
     """
-    done = _done_event(future)
-    try:
-        await done.wait()
-    except anyio.get_cancelled_exc_class():
-        if withdraw and future.cancel():
-            raise
-        # Like anyio.to_thread.run_sync: a started call is waited for and its
-        # result returned. The cancel scope stays cancelled, so the caller's
-        # next checkpoint raises again.
-        with anyio.CancelScope(shield=True):
+    abandoned = threading.Event()
+    done = _done_event(future, abandoned)
+    deadline = (
+        math.inf if abandon_after is None else anyio.current_time() + abandon_after
+    )
+    with anyio.CancelScope(deadline=deadline) as timer:
+        try:
             await done.wait()
+        except anyio.get_cancelled_exc_class():
+            if timer.cancel_called:  # the timeout: handled below
+                raise
+            if withdraw and future.cancel():
+                raise
+            # Like anyio.to_thread.run_sync: a started call is waited for and
+            # its result returned. The cancel scope stays cancelled, so the
+            # caller's next checkpoint raises again.
+            with anyio.CancelScope(shield=True):
+                await done.wait()
+    if not future.done():
+        # Its end must not wait for this event loop, which may be blocked
+        # then (in the executor's shutdown, say): it would wait forever.
+        abandoned.set()
+        raise _TimedOut(started=not future.cancel())
     return future.result()
 
 
-def _done_event(future: Future[Any]) -> anyio.Event:
-    """An event set on the event loop thread when ``future`` is done."""
+def _done_event(
+    future: Future[Any], abandoned: threading.Event | None = None
+) -> anyio.Event:
+    """An event set on the event loop thread when ``future`` is done.
+
+    Not once ``abandoned`` is set: nobody waits for it then.
+    """
     event = anyio.Event()
     token = anyio.lowlevel.current_token()
     loop_thread = threading.get_ident()
@@ -176,6 +430,8 @@ def _done_event(future: Future[Any]) -> anyio.Event:
     def on_done(_: Future[Any]) -> None:
         if threading.get_ident() == loop_thread:  # done already, or cancelled here
             event.set()
+            return
+        if abandoned is not None and abandoned.is_set():
             return
         with suppress(anyio.RunFinishedError):
             anyio.from_thread.run_sync(event.set, token=token)
@@ -190,6 +446,13 @@ it is: long enough that a submission's cost is a few percent at most on a
 cluster, short enough that the progress bar moves several times a second and
 a cancelled run waits little for the batches already running."""
 
+BUDGET = 2 * TARGET
+"""Seconds after which a batch returns what it has, whatever its size: the
+worker checks the clock after each call. A crash of the driving process
+loses, per worker, at most the running call and about this much of finished
+calls; and a batch never starts more calls than this allows at the slowest
+call seen lately, so that a slow call shrinks the next batches at once."""
+
 _LOW, _HIGH = TARGET / 2, TARGET * 2
 _GROWTH = 64  # a batch is at most this many times the size of the one measured
 _SHORTEST = 0.005  # seconds: the even shares of the last calls are no shorter
@@ -199,9 +462,13 @@ class Batch(NamedTuple):
     """What a batch sent back: one result per call it ran, and its failures."""
 
     results: list[Any]
-    """The results in order; ``None`` where the call failed."""
+    """The results in order; ``None`` where the call failed. Calls past the
+    end did not start (the batch's time budget was spent, or a failure
+    stopped it)."""
     failures: list[tuple[int, BaseException, str]]
     """``(position in the batch, exception, traceback text)`` for each failure."""
+    slowest: float = 0.0
+    """Seconds of the slowest call."""
 
 
 class RemoteTraceback(Exception):
@@ -225,7 +492,9 @@ class BatchSizes:
 
     Starts at one call. A batch shorter than ``TARGET / 2`` makes the next
     ones larger (at most ``_GROWTH`` times), one longer than ``TARGET * 2``
-    makes them smaller. No batch takes more than an even share of the calls
+    makes them smaller. No batch takes more calls than :data:`BUDGET` allows
+    at the slowest call seen lately (that time halves with each batch that
+    has no slower one). No batch takes more than an even share of the calls
     left (unless that would take under ``_SHORTEST`` seconds), so that the
     last calls spread over all the workers and they finish together.
     """
@@ -235,16 +504,28 @@ class BatchSizes:
         self.shortest = 1
         self.left = calls
         self.workers = workers
+        self.slowest = 0.0
+        """Seconds of the slowest call seen lately."""
 
     def next_size(self) -> int:
         """The size of the next batch; counts its calls as taken."""
         share = max(math.ceil(self.left / self.workers), self.shortest)
         size = max(min(self.size, share), 1)
+        if self.slowest * size > BUDGET:
+            size = max(1, int(BUDGET / self.slowest))
         self.left -= size
         return size
 
-    def learn(self, calls: int, seconds: float) -> None:
-        """Adjust to a batch of ``calls`` calls that took ``seconds``."""
+    def give_back(self, calls: int) -> None:
+        """Count ``calls`` calls taken but not started as left again."""
+        self.left += calls
+
+    def learn(self, calls: int, seconds: float, slowest: float = 0.0) -> None:
+        """Adjust to a batch of ``calls`` calls that took ``seconds``.
+
+        ``slowest``: the seconds of its slowest call, as the worker measured.
+        """
+        self.slowest = max(slowest, self.slowest / 2)
         if calls == 0:
             return
         ideal = TARGET * calls / seconds if seconds > 0 else math.inf
@@ -257,20 +538,45 @@ class BatchSizes:
             self.size = min(self.size, max(1, int(ideal)))
 
 
+def _spans(indices: list[int]) -> str:
+    """Sorted ``indices`` as text: ``"4 to 7, 9 and 12"``."""
+    spans: list[list[int]] = []
+    for i in indices:
+        if spans and spans[-1][1] == i - 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    parts = [str(a) if a == b else f"{a} to {b}" for a, b in spans]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+class _Broken(Exception):
+    """A user's executor that broke (a worker died): it cannot run more."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class Batches:
     """The strategy for an executor: calls sent a batch at a time.
 
-    Each batch's results are kept the moment it returns; its failures are
-    then retried one call at a time, or handled as ``errors`` says.
+    Each batch's results are kept the moment it returns, and the calls it
+    did not start (its time budget was spent) go back to the front of the
+    queue; its failures are then retried one call at a time, or handled as
+    ``errors`` says. A batch that fails as a whole (its worker died, or its
+    arguments cannot be sent) has its calls run again one per task, so that
+    each fails, or not, by itself. With ``timeout``, each batch is one call.
     """
 
     def __init__(
         self,
         calls: Calls,
         limiter: anyio.CapacityLimiter,
-        executor: Executor,
+        executor: Executor | OwnPool,
         sizes: BatchSizes,
         stop_at_failure: bool,
+        timeout: float | None = None,
     ) -> None:
         """``stop_at_failure``: whether a failing call ends the run at once."""
         self.calls = calls
@@ -278,63 +584,173 @@ class Batches:
         self.executor = executor
         self.sizes = sizes
         self.stop_at_failure = stop_at_failure
+        self.timeout = timeout
         # Whether the batches cross processes: then they travel pickled by us.
         self.pickled = not isinstance(executor, ThreadPoolExecutor)
+        self._in_flight: dict[int, list[int]] = {}
+        """The batches sent and not back, by a number of their own."""
+        self._sent = 0
+        self._broken = False
 
     async def work(self, actor: Any) -> None:
         """Send batches of calls until none is left or the run stops."""
         calls = self.calls
         while not calls.stopped:
             await anyio.lowlevel.checkpoint_if_cancelled()
-            batch = calls.take(self.sizes.next_size())
+            size = 1 if self.timeout is not None else self.sizes.next_size()
+            batch = calls.take(size)
             if not batch:
                 return
             try:
                 outcome, seconds = await self._send(actor, batch, self.stop_at_failure)
-            except Exception as exc:  # not a call: the batch failed (a dead worker)
-                exc.add_note(
-                    f"raised by the executor running calls {batch[0]} to "
-                    f"{batch[-1]} as one batch"
-                )
-                calls.stop((batch[0], exc))
+            except _Broken as broken:
+                self._stop_broken(batch, broken)
                 return
+            except Exception as exc:  # the batch as a whole: its worker died...
+                if len(batch) == 1:
+                    going_on = await calls.failed(actor, batch[0], exc)
+                else:
+                    going_on = await self._one_by_one(actor, batch)
+                if not going_on:
+                    return
+                continue
             if not await self._keep(actor, batch, outcome, seconds):
                 return
 
     async def call(self, actor: Any, index: int) -> Any:
         """One attempt at call ``index``: a batch of one."""
-        outcome, _ = await self._send(actor, [index], True)
+        try:
+            outcome, _ = await self._send(actor, [index], True)
+        except _Broken as broken:
+            self._stop_broken([index], broken)
+            raise broken.error from broken.error.__cause__
         if outcome.failures:
             raise outcome.failures[0][1]
         return outcome.results[0]
+
+    async def _one_by_one(self, actor: Any, batch: list[int]) -> bool:
+        """Run the calls ``batch`` one per task; return whether to go on."""
+        calls = self.calls
+        for k, index in enumerate(batch):
+            if calls.stopped:
+                calls.give_back(batch[k:])
+                return False
+            try:
+                result = await self.call(actor, index)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:
+                if not await calls.failed(actor, index, exc):
+                    return False
+            else:
+                calls.completed([index], [result])
+                calls.reported([index], [result])
+        return True
 
     async def _send(
         self, actor: Any, batch: list[int], stop_at_failure: bool
     ) -> tuple[Batch, float]:
         """Run the calls ``batch`` in one task of the executor.
 
-        Returns what it sent back, and the seconds of its round trip.
+        Returns what it sent back, and the seconds of its round trip. Raises
+        what failed the batch as a whole, as the failure of its call when it
+        holds one: :class:`WorkerDied`, :class:`TimeoutError`, or what the
+        executor raised (an argument that cannot be pickled); :class:`_Broken`
+        when a user's executor broke.
         """
         from ._remote import pickle_arguments, run_batch  # and cloudpickle
 
         parameters = self.calls.parameters
         arguments: Any = [parameters[i] for i in batch]
-        if self.pickled and len(batch) > 1:  # many: pickled at once, unpickled fast
-            arguments = pickle_arguments(arguments)
         func = actor.get_func()
+        own = self.executor if isinstance(self.executor, OwnPool) else None
+        number = self._sent = self._sent + 1
         async with self.limiter:
             sent_at = time.perf_counter()
-            future = self.executor.submit(
-                run_batch,
-                func,
-                arguments,
-                stop_at_failure,
-                self.pickled,
-                self.calls.keywords,
-            )
-            sent = await wait_for_future(future)
+            self._in_flight[number] = batch
+            try:
+                if self.pickled and len(batch) > 1:  # pickled at once, unpickled fast
+                    arguments = pickle_arguments(arguments)
+                task = (func, arguments, stop_at_failure, self.pickled,
+                        self.calls.keywords, BUDGET)  # fmt: skip
+                if own is not None:
+                    future = own.submit_batch(task, self.timeout)
+                    # Never cancelled: pebble would kill a running task's
+                    # worker, and every task sent to our pool (no more than
+                    # it has workers) starts at once.
+                    sent = await wait_for_future(future, withdraw=False)
+                else:
+                    assert not isinstance(self.executor, OwnPool)
+                    future = self.executor.submit(run_batch, *task)
+                    sent = await wait_for_future(future, abandon_after=self.timeout)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                failure = self._failure(batch, exc, own is not None)
+                if failure is exc:
+                    raise
+                raise failure from failure.__cause__
+            finally:
+                del self._in_flight[number]
             seconds = time.perf_counter() - sent_at
         return unpack(sent), seconds
+
+    def _failure(self, batch: list[int], exc: Exception, own: bool) -> Exception:
+        """What failed the task of the calls ``batch``, as their failure."""
+        index = batch[0]
+        if isinstance(exc, _TimedOut):
+            what = (
+                "was abandoned: it may go on running in the executor, which "
+                "cannot stop it"
+                if exc.started
+                else "was cancelled before it started"
+            )
+            return TimeoutError(
+                f"call {index} took longer than timeout={self.timeout} s and {what}"
+            )
+        if own and isinstance(exc, TimeoutError):
+            return TimeoutError(
+                f"call {index} took longer than timeout={self.timeout} s: its "
+                "worker process was killed, and another started"
+            )
+        if isinstance(exc, BrokenExecutor) and not own:
+            return _Broken(exc)
+        if own and isinstance(exc, _import_pebble().ProcessExpired):
+            return _died(index, exc.exitcode)
+        if type(exc).__name__ == "KilledWorker":  # Dask gave up on the task
+            died = _died(index, None, f" (Dask: {exc})")
+            died.__cause__ = exc
+            return died
+        if len(batch) == 1:
+            exc.add_note(
+                "raised by the executor as it ran this call, not by the call: "
+                "an argument or the function that cannot be pickled?"
+            )
+        return exc
+
+    def _stop_broken(self, batch: list[int], broken: _Broken) -> None:
+        """Stop the run: the user's executor broke as it ran ``batch``."""
+        if self._broken:  # another batch of this run told already
+            self.calls.stop()
+            return
+        self._broken = True
+        exc = broken.error
+        running = sorted({*batch, *(i for b in self._in_flight.values() for i in b)})
+        if len(running) == 1:
+            which = f"call {running[0]}, the only call it ran then, killed it"
+        else:
+            which = (
+                "the call that killed it is one of those it was running or about "
+                f"to run: calls {_spans(running)}"
+            )
+        exc.add_note(
+            f"the executor ({type(self.executor).__name__}) broke: a worker process "
+            f"died; {which}. Every result that came back is saved. This executor "
+            "cannot be used once a worker dies: pass executor='processes', whose "
+            "pool replaces a dead worker and fails only the call that killed it, "
+            "with WorkerDied"
+        )
+        self.calls.stop((batch[0], exc))
 
     async def _keep(
         self, actor: Any, batch: list[int], outcome: Batch, seconds: float
@@ -342,7 +758,10 @@ class Batches:
         """Keep what a batch sent back; return whether to go on."""
         calls = self.calls
         ran, results = batch[: len(outcome.results)], outcome.results
-        self.sizes.learn(len(ran), seconds)
+        if len(ran) < len(batch):  # not started: next, before new calls
+            calls.give_back(batch[len(ran) :])
+            self.sizes.give_back(len(batch) - len(ran))
+        self.sizes.learn(len(ran), seconds, outcome.slowest)
         if outcome.failures:  # keep the others' results first
             failed = {position for position, _, _ in outcome.failures}
             kept = [p for p in range(len(ran)) if p not in failed]

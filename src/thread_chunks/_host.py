@@ -40,7 +40,7 @@ import anyio.from_thread
 import anyio.lowlevel
 from anyio.from_thread import start_blocking_portal
 
-from . import _executor
+from ._executor import kill_our_workers
 from ._plan import Plan
 from ._run import in_notebook, run_plan
 
@@ -548,12 +548,8 @@ def end_now(signum: int, finished: threading.Event | None) -> NoReturn:
     """
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     logger.warning("second %s: stopping now, without waiting for the calls", name)
-    # HOOK(issue 19): kill_our_workers comes with the executor="processes"
-    # rework; until it is merged, worker processes are left to end on their own.
-    kill_our_workers = getattr(_executor, "kill_our_workers", None)
-    if kill_our_workers is not None:
-        with suppress(Exception):
-            kill_our_workers()
+    with suppress(Exception):  # our pools' workers, hung or not
+        kill_our_workers()
     if finished is not None:
         finished.wait(GRACE)
     signal.signal(signum, signal.SIG_DFL)

@@ -8,16 +8,20 @@ standard pickle fails. Executors that use the standard pickle import it.
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
 import pickle
+import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cloudpickle
 
-__all__ = ["pickle_arguments", "run_batch"]
+__all__ = ["Invocation", "pickle_arguments", "run_batch", "set_up_worker"]
 
 Failure = tuple[int, BaseException, str]
 """``(position in the batch, exception, traceback text)``."""
@@ -31,7 +35,8 @@ def run_batch(
     stop_at_failure: bool,
     other_process: bool | None = None,
     keywords: bool = False,
-) -> tuple[list[Any], list[Failure]] | bytes:
+    budget: float | None = None,
+) -> tuple[list[Any], list[Failure], float] | bytes:
     """In the worker: call ``func(*args)`` for each ``args``, in order.
 
     With ``keywords``, an ``args`` that is a mapping is keyword arguments:
@@ -39,11 +44,15 @@ def run_batch(
 
     A failure stops the batch when ``stop_at_failure`` is true (the run stops
     at it) or when it is not an :class:`Exception`; otherwise the next call
-    goes on. ``arguments`` are pickled by :func:`pickle_arguments` for a batch
-    of many calls, or sent as they are (one large argument is then not copied
-    once more). When the worker is another process (``other_process``, or
-    pickled arguments), the batch goes back pickled by us, so that a result
-    that cannot be sent back fails its own call only.
+    goes on. Once ``budget`` seconds have passed (checked after each call),
+    the batch returns what it has: the calls it did not start are those past
+    the end of its results. ``arguments`` are pickled by
+    :func:`pickle_arguments` for a batch of many calls, or sent as they are
+    (one large argument is then not copied once more). When the worker is
+    another process (``other_process``, or pickled arguments), the batch goes
+    back pickled by us, so that a result that cannot be sent back fails its
+    own call only. Sent back: the results, the failures, and the seconds of
+    the slowest call.
     """
     pickled = isinstance(arguments, bytes)
     if other_process is None:
@@ -55,6 +64,10 @@ def run_batch(
     )
     results: list[Any] = []
     failures: list[Failure] = []
+    clock = time.perf_counter
+    started = before = clock()
+    deadline = started + (budget if budget is not None else float("inf"))
+    slowest = 0.0
     for position, args in enumerate(calls):
         try:
             if keywords and isinstance(args, Mapping):
@@ -67,13 +80,62 @@ def run_batch(
             failures.append((position, exc, text))
             if stop_at_failure or not isinstance(exc, Exception):
                 break
-    return _pickle(results, failures) if other_process else (results, failures)
+        now = clock()
+        if now - before > slowest:
+            slowest = now - before
+        if now >= deadline:
+            break
+        before = now
+    if other_process:
+        return _pickle(results, failures, slowest)
+    return results, failures, slowest
 
 
-def _pickle(results: list[Any], failures: list[Failure]) -> bytes:
+class Invocation:
+    """A call that travels pickled: unpickling it makes the call.
+
+    ``cloudpickle.dumps(Invocation(f, args))`` loaded with the standard
+    :func:`pickle.loads` returns ``f(*args)``: a pool that pickles with the
+    standard pickle (pebble) then runs ``pickle.loads`` on bytes, and its
+    workers need import neither thread_chunks nor ``f``'s module (``f``
+    travels by value if cloudpickle says so).
+    """
+
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.func = func
+        self.args = args
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        return self.func, self.args
+
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option of Linux: the signal a process gets when its parent dies."""
+
+
+def set_up_worker(driver: int) -> None:
+    """In a new worker of our pool: die with the driver, ignore Ctrl-C.
+
+    On Linux the worker asks for SIGKILL when the thread that started it
+    (a thread of the driver ``driver`` that lives as long as the pool) ends,
+    and exits at once if the driver has already gone. Ctrl-C reaches the
+    whole process group: the driver handles it, the workers must not.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc to speak of: no guard
+            return
+        if os.getppid() != driver:  # the driver died before the prctl
+            os._exit(1)
+
+
+def _pickle(results: list[Any], failures: list[Failure], slowest: float) -> bytes:
     failures = [(p, _sendable(exc), text) for p, exc, text in failures]
     try:
-        return _dumps((results, failures))
+        return _dumps((results, failures, slowest))
     except Exception as whole_batch:
         first_error = whole_batch
     # Slow path: find the results that cannot be pickled; each fails its call.
@@ -91,7 +153,7 @@ def _pickle(results: list[Any], failures: list[Failure]) -> bytes:
             failures.append((position, error, ""))
     failures.sort(key=lambda failure: failure[0])
     try:
-        return _dumps((results, failures))
+        return _dumps((results, failures, slowest))
     except Exception as whole:
         # Not one result: the batch as a whole; say what failed first.
         raise whole from first_error

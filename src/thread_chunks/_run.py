@@ -12,6 +12,7 @@ than ``chunk_size`` calls ever run), then handled as ``errors`` says.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import random
 import reprlib
@@ -129,7 +130,9 @@ async def run_plan(
         if executor is not None:
             sizes = BatchSizes(n - len(done), plan.chunk_size)
             stops = workers.first_failure_stops
-            strategy = Batches(workers, limiter, executor, sizes, stops)
+            strategy = Batches(
+                workers, limiter, executor, sizes, stops, timeout=plan.timeout
+            )
         elif plan.on_ray:
             strategy = RayActors(workers, limiter, plan.timeout)
         elif plan.is_async:
@@ -181,6 +184,8 @@ class Workers:
         self.skip = skip
         self.bar = bar
         self._todo = todo
+        self._given_back: list[int] = []
+        """A heap of the calls taken and given back unstarted: taken first."""
         self._todo_lock = threading.Lock()
         self._stopped = False
         """Set, from any thread, when no further call may start."""
@@ -210,13 +215,25 @@ class Workers:
             self.stop_reasons.append(because)
 
     def take(self, most: int) -> list[int]:
-        """Take the indices of up to ``most`` calls to make, from any thread."""
+        """Take the indices of up to ``most`` calls to make, from any thread.
+
+        Calls given back come first; the indices are in ascending order.
+        """
         with self._todo_lock:
+            return self._take(most)
+
+    def _take(self, most: int) -> list[int]:
+        back = self._given_back
+        if not back:
             return list(islice(self._todo, most))
+        taken = [heapq.heappop(back) for _ in range(min(most, len(back)))]
+        return taken + list(islice(self._todo, most - len(taken)))
 
     def take_one(self) -> int | None:
         """Take the index of the next call to make, from any thread."""
         with self._todo_lock:
+            if self._given_back:
+                return heapq.heappop(self._given_back)
             return next(self._todo, None)
 
     def take_run(self, most: int) -> Sequence[int]:
@@ -226,14 +243,20 @@ class Workers:
         """
         with self._todo_lock:
             todo = self._todo
-            if type(todo) is not _RANGE_ITERATOR:
-                return list(islice(todo, most))
+            if self._given_back or type(todo) is not _RANGE_ITERATOR:
+                return self._take(most)
             n = len(self.plan.parameters)
             first = n - length_hint(todo)
             last = min(first + most, n)
             if last > first:
                 next(islice(todo, last - first - 1, None), None)  # skip them, in C
             return range(first, last)
+
+    def give_back(self, indices: Sequence[int]) -> None:
+        """Give back calls taken but not started: the next taken, in order."""
+        with self._todo_lock:
+            for i in indices:
+                heapq.heappush(self._given_back, i)
 
     @property
     def first_failure_stops(self) -> bool:
