@@ -190,6 +190,13 @@ class CheckpointData:
     ) -> None:
         self.func_name = func_name
         self.parameters = list(parameters)
+        self.results: dict[int, Any] = {}
+        self.index = 0 if index is None else index
+        self.unreadable: dict[int, str] = {}
+        self.failures: dict[int, CallFailure] = {}
+        self.function: FunctionIdentity | None = None
+        if output is None and completed is None and not done:
+            return  # nothing done yet: no lists of n entries to build
         n = len(self.parameters)
         output = [None] * n if output is None else list(output)
         completed = [False] * n if completed is None else list(completed)
@@ -204,13 +211,9 @@ class CheckpointData:
                 f"done={done} disagrees with completed, which has "
                 f"{sum(map(bool, completed))} calls done; leave out done"
             )
-        self.results: dict[int, Any] = {
-            i: output[i] for i in compress(range(n), completed)
-        }
-        self.index = max(self.results, default=-1) + 1 if index is None else index
-        self.unreadable: dict[int, str] = {}
-        self.failures: dict[int, CallFailure] = {}
-        self.function: FunctionIdentity | None = None
+        self.results = {i: output[i] for i in compress(range(n), completed)}
+        if index is None:
+            self.index = max(self.results, default=-1) + 1
 
     @property
     def done(self) -> int:
@@ -391,6 +394,10 @@ class CheckpointStore:
         self._idle = False
         """Whether the writer waits for a wake-up (set only by the writer)."""
         self._failures_queued = bool(checkpoint.failures)
+        self._unsettled: list[tuple[Sequence[int], Sequence[Any]]] = []
+        """Results written but not yet in the checkpoint's dict of results:
+        they go there only when something needs it (:meth:`_settle`)."""
+        self._unsettled_count = 0
         """Whether writes may hold failures, or results that clear one."""
         self._taken = False
         """Whether another run took the file after it was deleted."""
@@ -431,6 +438,7 @@ class CheckpointStore:
     @property
     def results(self) -> dict[int, Any]:
         """The results saved by earlier runs, by call index."""
+        self._settle()
         return self._checkpoint.results
 
     def record(self, index: int, result: Any) -> None:
@@ -554,6 +562,7 @@ class CheckpointStore:
         """Apply what was written to the checkpoint, kept to write it again."""
         checkpoint = self._checkpoint
         if unpicklable or self._failures_queued:
+            self._settle()
             saved = dict(zip(indices, results, strict=True))
             for i in unpicklable:
                 del saved[i]
@@ -567,13 +576,22 @@ class CheckpointStore:
                 )
                 saved = {i: result for i, result in saved.items() if i >= 0}
             checkpoint.apply(saved)
-        else:  # the usual case: results only, all written
-            checkpoint.results.update(zip(indices, results, strict=True))
-            last = max(indices)
-            checkpoint.index = max(checkpoint.index, last + 1)
+        else:  # the usual case: new results only, all written
+            self._unsettled.append((indices, results))
+            self._unsettled_count += len(indices)
+            checkpoint.index = max(checkpoint.index, max(indices) + 1)
         assert self._journal is not None
         commit = self._journal.commit
-        commit.done, commit.failures = checkpoint.done, checkpoint.failures
+        commit.done = checkpoint.done + self._unsettled_count
+        commit.failures = checkpoint.failures
+
+    def _settle(self) -> None:
+        """Put the results written so far in the checkpoint's dict of results."""
+        results = self._checkpoint.results
+        for indices, values in self._unsettled:
+            results.update(zip(indices, values, strict=True))
+        self._unsettled.clear()
+        self._unsettled_count = 0
 
     def _append_what_fits(
         self, indices: list[int], results: list[Any]
@@ -631,6 +649,7 @@ class CheckpointStore:
                 "results are still returned",
             )
             return
+        self._settle()
         self._journal = _create(path, self._checkpoint, self._journal.key)
         self._journal.commit.describe = self._describe
         self._notify(
