@@ -113,7 +113,8 @@ async def run_plan(
             if emit is not None:
                 for i, result in saved.items():
                     emit(i, result)
-        done = set() if store is None else set(store.results)
+        # The calls saved before, by index (a dict: no copy of its keys).
+        done: Mapping[int, Any] = {} if store is None else store.results
         bar = None
         if (options := bar_options(plan.progress_bar)) is not None:
             bar = open_bar(n, len(done), plan.func_name, options)
@@ -123,7 +124,11 @@ async def run_plan(
         executor = await stack.enter_async_context(
             opened_executor(plan.executor, plan.chunk_size)
         )
-        todo = filterfalse(done.__contains__, range(n)) if done else iter(range(n))
+        todo: Iterator[int] = iter(range(n))
+        if len(done) == n:
+            todo = iter(())
+        elif done:
+            todo = filterfalse(done.__contains__, range(n))
         workers = Workers(plan, outputs, store, emit, bar, todo, skip)
         limiter = anyio.CapacityLimiter(plan.chunk_size)
         strategy: Strategy
