@@ -112,6 +112,13 @@ def marked(log: str, die_on: int, how: str, x: int) -> int:
     return x
 
 
+def marked_slow(log: str, die_on: int, how: str, seconds: float, x: int) -> int:
+    """:func:`marked`, each call but ``die_on`` first sleeping ``seconds``."""
+    if x != die_on:
+        time.sleep(seconds)
+    return marked(log, die_on, how, x)
+
+
 def hang_on(pid_file: str, bad: int, x: int) -> int:
     """Call ``bad`` writes its worker's pid to ``pid_file`` and never returns."""
     if x == bad:

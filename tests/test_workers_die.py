@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -186,6 +187,25 @@ def test_a_call_that_kills_its_worker_fails_alone(
     assert {i for i, c in enumerate(saved.completed) if c} == set(done)
 
 
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_the_calls_finished_in_a_dead_batch_are_kept(tmp_path: Path, how: str) -> None:
+    # Calls of 0.5 ms: batches of hundreds; the one that dies had finished
+    # some before it. Their results left the worker as they were computed:
+    # each call but the killer runs exactly once.
+    log = tmp_path / "marks.txt"
+    func = partial(engines.marked_slow, str(log), 700, how, 0.0005)
+    out = chunk(func, [[x] for x in range(1000)], chunk_size=2,
+                executor="processes", errors="return",
+                progress_bar=False)  # fmt: skip
+    assert isinstance(out[700], WorkerDied)
+    assert out[:700] + out[701:] == [x for x in range(1000) if x != 700]
+    done = marks(log, "done")
+    assert set(done) == set(range(1000)) - {700}
+    assert set(done.values()) == {1}  # no call ran twice
+    # The call that kills its worker ran in its batch, then alone: once.
+    assert marks(log, "start")[700] == 2
+
+
 def test_the_calls_of_a_dead_batch_run_again_one_by_one(tmp_path: Path) -> None:
     log = tmp_path / "marks.txt"
     func = partial(engines.marked, str(log), 2500, "exit")
@@ -196,13 +216,44 @@ def test_the_calls_of_a_dead_batch_run_again_one_by_one(tmp_path: Path) -> None:
     assert out[:2500] + out[2501:] == [x for x in range(3000) if x != 2500]
     done = marks(log, "done")
     assert set(done) == set(range(3000)) - {2500}
-    # Only calls of the batch that died, finished before call 2500 killed
-    # it, ran twice: a run of calls just before it.
+    # Only tiny calls of the batch that died, finished in the last
+    # millisecond or so before call 2500 killed it, ran twice: a short run
+    # of calls just before it (each call here takes tens of microseconds).
     twice = sorted(x for x, n in done.items() if n > 1)
     assert set(done.values()) <= {1, 2}
     assert twice == list(range(2500 - len(twice), 2500))
+    assert len(twice) <= 120
     # The call that kills its worker ran in its batch, then alone: once.
     assert marks(log, "start")[2500] == 2
+
+
+def test_a_checkpoint_keeps_the_calls_finished_in_a_dead_batch(
+    tmp_path: Path,
+) -> None:
+    log, path = tmp_path / "marks.txt", tmp_path / "ck.pkl"
+    func = partial(engines.marked_slow, str(log), 300, "kill", 0.0005)
+    out = chunk(func, [[x] for x in range(400)], chunk_size=2,
+                executor="processes", errors="return", path=path,
+                progress_bar=False)  # fmt: skip
+    assert isinstance(out[300], WorkerDied)
+    assert out[300].exitcode == -signal.SIGKILL
+    done = marks(log, "done")
+    assert set(done.values()) == {1}
+    saved = Checkpoint.load(path)
+    assert {i for i, c in enumerate(saved.completed) if c} == set(done)
+    assert 300 in saved.failures
+
+
+def test_the_side_files_go_with_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    func = partial(engines.marked, str(tmp_path / "marks.txt"), 1500, "exit")
+    out = chunk(func, [[x] for x in range(2000)], chunk_size=2,
+                executor="processes", errors="return",
+                progress_bar=False)  # fmt: skip
+    assert isinstance(out[1500], WorkerDied)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["marks.txt"]
 
 
 def test_a_worker_killed_by_sigkill_names_the_signal_and_the_oom_killer(

@@ -13,9 +13,12 @@ passed, and the calls it did not start go back to the front of the queue.
 
 ``executor="processes"`` is :class:`OwnPool`, a pebble process pool: when a
 worker dies, only its own task fails (the pool starts another worker), and a
-task past its timeout has its worker killed. The calls of a batch whose
-worker died are run again one per task, so that the call that kills its
-worker when run alone fails by itself, with :class:`WorkerDied`.
+task past its timeout has its worker killed. A batch of several calls on it
+has a side file, where the worker appends the results as it computes them
+(``_remote.run_batch``): when a worker dies, the results its batch had
+written are kept, and only the calls that did not finish are run again one
+per task, so that the call that kills its worker when run alone fails by
+itself, with :class:`WorkerDied`.
 
 Each worker task sends a batch, waits for it without parking a thread, keeps
 its results the moment it returns, and sends the next. With one batch per
@@ -29,8 +32,10 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -144,7 +149,7 @@ class WorkerDied(Exception):
     Raised for the call that, run alone in a worker of
     ``executor="processes"`` (or on Dask), ended its worker: ``os._exit``, a
     crash in C code, or a signal. When a worker dies, the calls of its batch
-    that did not return are run again one per task, so that only the call
+    that did not finish are run again one per task, so that only the call
     that kills its worker fails, with this exception; each such attempt
     counts under ``retries=``, and ``errors=`` then decides as for any
     failure. The message names the call and the exit code or the signal; a
@@ -266,6 +271,15 @@ class OwnPool:
         self._thread = threading.Thread(
             target=self._host, name="thread-chunks process pool", daemon=True
         )
+        self._sides: str | None = None
+        self._side_count = 0
+
+    def side_file(self) -> str:
+        """A new path for a batch's side file, in a directory of this pool."""
+        if self._sides is None:
+            self._sides = tempfile.mkdtemp(prefix="thread-chunks-")
+        self._side_count += 1
+        return os.path.join(self._sides, f"{self._side_count}.pickle")
 
     def _host(self) -> None:
         """In the pool's own thread: start the workers, stop them when told."""
@@ -290,6 +304,8 @@ class OwnPool:
         self._thread.join()
         with _open_pools_lock:
             _open_pools.discard(self)
+        if self._sides is not None:
+            shutil.rmtree(self._sides, ignore_errors=True)
 
     def pids(self) -> list[int]:
         """The process ids of the workers alive now."""
@@ -601,8 +617,12 @@ class Batches:
             batch = calls.take(size)
             if not batch:
                 return
+            own = self.executor if isinstance(self.executor, OwnPool) else None
+            side = own.side_file() if own is not None and len(batch) > 1 else None
             try:
-                outcome, seconds = await self._send(actor, batch, self.stop_at_failure)
+                outcome, seconds = await self._send(
+                    actor, batch, self.stop_at_failure, side
+                )
             except _Broken as broken:
                 self._stop_broken(batch, broken)
                 return
@@ -610,10 +630,17 @@ class Batches:
                 if len(batch) == 1:
                     going_on = await calls.failed(actor, batch[0], exc)
                 else:
-                    going_on = await self._one_by_one(actor, batch)
+                    rest: list[int] | None = batch
+                    if side is not None:  # what finished before it died is kept
+                        rest = await self._keep_side(actor, batch, side)
+                    going_on = rest is not None and await self._one_by_one(actor, rest)
                 if not going_on:
                     return
                 continue
+            finally:
+                if side is not None:
+                    with suppress(OSError):
+                        os.remove(side)
             if not await self._keep(actor, batch, outcome, seconds):
                 return
 
@@ -647,8 +674,42 @@ class Batches:
                 calls.reported([index], [result])
         return True
 
+    async def _keep_side(
+        self, actor: Any, batch: list[int], side: str
+    ) -> list[int] | None:
+        """Keep the calls of a dead batch that its side file says finished.
+
+        Returns the calls to run again, or ``None`` if the run is not to go
+        on (a failure among those kept stops it).
+        """
+        from ._remote import read_side
+
+        calls = self.calls
+        results, failures = read_side(side)
+        if results:
+            positions = sorted(results)
+            ran = [batch[p] for p in positions]
+            kept = [results[p] for p in positions]
+            calls.completed(ran, kept)
+            calls.reported(ran, kept)
+        finished = {*results, *(position for position, _, _ in failures)}
+        rest = [index for p, index in enumerate(batch) if p not in finished]
+        going_on = True
+        for position, exc, text in failures:
+            if text and exc.__cause__ is None:
+                exc.__cause__ = RemoteTraceback(text)
+            going_on = await calls.failed(actor, batch[position], exc) and going_on
+        if not going_on:
+            calls.give_back(rest)
+            return None
+        return rest
+
     async def _send(
-        self, actor: Any, batch: list[int], stop_at_failure: bool
+        self,
+        actor: Any,
+        batch: list[int],
+        stop_at_failure: bool,
+        side: str | None = None,
     ) -> tuple[Batch, float]:
         """Run the calls ``batch`` in one task of the executor.
 
@@ -672,7 +733,7 @@ class Batches:
                 if self.pickled and len(batch) > 1:  # pickled at once, unpickled fast
                     arguments = pickle_arguments(arguments)
                 task = (func, arguments, stop_at_failure, self.pickled,
-                        self.calls.keywords, BUDGET)  # fmt: skip
+                        self.calls.keywords, BUDGET, side)  # fmt: skip
                 if own is not None:
                     future = own.submit_batch(task, self.timeout)
                     # Never cancelled: pebble would kill a running task's

@@ -36,6 +36,7 @@ def run_batch(
     other_process: bool | None = None,
     keywords: bool = False,
     budget: float | None = None,
+    side: str | None = None,
 ) -> tuple[list[Any], list[Failure], float] | bytes:
     """In the worker: call ``func(*args)`` for each ``args``, in order.
 
@@ -53,6 +54,14 @@ def run_batch(
     back pickled by us, so that a result that cannot be sent back fails its
     own call only. Sent back: the results, the failures, and the seconds of
     the slowest call.
+
+    With ``side``, the path of a file (a local pool's worker), the results
+    also leave the worker as they are computed: each record appended to it
+    is a pickle of ``(position of its first call, results, failures)``,
+    written once :data:`SIDE_EVERY` seconds have passed since the last one or
+    a call took :data:`SIDE_SLOW` seconds or more. If the worker dies, the
+    driver keeps what the file holds and runs again only the other calls. A
+    record that cannot be pickled is left out: its calls would run again.
     """
     pickled = isinstance(arguments, bytes)
     if other_process is None:
@@ -68,6 +77,14 @@ def run_batch(
     started = before = clock()
     deadline = started + (budget if budget is not None else float("inf"))
     slowest = 0.0
+    file = None
+    if side is not None:
+        try:
+            file = open(side, "ab")  # noqa: SIM115
+        except OSError:  # results only sent back then
+            file = None
+    written = failures_written = 0  # the calls and failures in the file
+    last_write = started
     for position, args in enumerate(calls):
         try:
             if keywords and isinstance(args, Mapping):
@@ -83,12 +100,74 @@ def run_batch(
         now = clock()
         if now - before > slowest:
             slowest = now - before
+        if file is not None and (
+            now - before >= SIDE_SLOW or now - last_write >= SIDE_EVERY
+        ):
+            if not _write_side(file, written, results, failures[failures_written:]):
+                file.close()  # a record may be cut short: none after it
+                file = None
+            written, failures_written = len(results), len(failures)
+            last_write = clock()
         if now >= deadline:
             break
         before = now
+    if file is not None:
+        file.close()
     if other_process:
         return _pickle(results, failures, slowest)
     return results, failures, slowest
+
+
+SIDE_EVERY = 0.001
+"""Seconds after which a batch with a side file appends its new results to
+it: a worker's death runs again at most about this much of tiny calls."""
+
+SIDE_SLOW = 0.0001
+"""Seconds of a call after which its result goes to the side file at once."""
+
+
+def _write_side(
+    file: Any, start: int, results: list[Any], failures: list[Failure]
+) -> bool:
+    """Append the results from ``start`` on, and ``failures``, to ``file``.
+
+    Returns whether the file can take more records.
+    """
+    try:
+        data = _dumps((start, results[start:], failures))
+    except Exception:  # sent back with the batch; run again if it dies
+        return True
+    try:
+        file.write(data)
+        file.flush()
+    except OSError:
+        return False
+    return True
+
+
+def read_side(path: str) -> tuple[dict[int, Any], list[Failure]]:
+    """What a batch's side file holds: results by position, and failures.
+
+    Reads up to the first record that is not whole (its worker died while
+    writing it).
+    """
+    results: dict[int, Any] = {}
+    failures: list[Failure] = []
+    try:
+        file = open(path, "rb")  # noqa: SIM115
+    except OSError:
+        return results, failures
+    with file:
+        while True:
+            try:
+                start, some, failed = pickle.load(file)
+            except Exception:  # the end, or a record cut short
+                break
+            results.update(enumerate(some, start))
+            failures.extend(failed)
+    for position, _, _ in failures:
+        results.pop(position, None)
+    return results, failures
 
 
 class Invocation:
