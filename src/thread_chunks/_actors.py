@@ -192,6 +192,10 @@ class Calls(Protocol):
         """Whether any row is a mapping of keyword arguments."""
 
     @property
+    def streaming(self) -> bool:
+        """Whether :meth:`reported` needs each result, not only how many."""
+
+    @property
     def stopped(self) -> bool:
         """Whether no further call may start."""
 

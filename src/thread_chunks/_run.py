@@ -209,6 +209,11 @@ class Workers:
         return self.plan.keywords
 
     @property
+    def streaming(self) -> bool:
+        """Whether :meth:`reported` needs each result, not only how many."""
+        return self.emit is not None
+
+    @property
     def stopped(self) -> bool:
         """Whether no further call may start."""
         return self._stopped
@@ -253,8 +258,7 @@ class Workers:
             n = len(self.plan.parameters)
             first = n - length_hint(todo)
             last = min(first + most, n)
-            if last > first:
-                next(islice(todo, last - first - 1, None), None)  # skip them, in C
+            cast(Any, todo).__setstate__(last)  # skip them at once, as pickle does
             return range(first, last)
 
     def give_back(self, indices: Sequence[int]) -> None:

@@ -50,8 +50,9 @@ RUN_TIME = CHECK_EVERY * LONG_CALL
 Cancellation and the run's stop flag are checked between runs."""
 _LONGEST_RUN = 4096
 
-Slice = tuple[list[int], list[Any], tuple[int, BaseException] | None, bool]
-"""What a slice did: the calls it completed and their results (kept already),
+Slice = tuple[Sequence[int], list[Any], tuple[int, BaseException] | None, bool]
+"""What a slice did: the calls it completed and their results (kept already;
+when no result is streamed, a ``range`` as long as the calls and no results),
 the failure that ended it, if any, and whether no call is left to start."""
 
 
@@ -216,12 +217,16 @@ class Threads:
         func = actor.get_func()
         indices: list[int] = []
         results: list[Any] = []
+        # Unless results are streamed, only how many completed is reported.
+        streaming, completed = calls.streaming, 0
         clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
         deadline = clock() + TIME_SLICE
         size = self._run_sizes.get(id(actor), 1)  # grows while calls are tiny
         while not calls.stopped:
             run = self._take_run(size)
             if run is None:
+                if not streaming:
+                    return range(completed), [], None, True
                 return indices, results, None, True
             ran = run.results
             started = clock()
@@ -229,15 +234,22 @@ class Threads:
                 ran.extend(starmap(func, run.rows))
             except BaseException as exc:  # handled on the event loop
                 self._end_run(run)
-                indices += run.indices[: len(ran)]
-                results += ran
+                if streaming:
+                    indices += run.indices[: len(ran)]
+                    results += ran
                 if calls.stops_the_run(exc):
                     calls.stop()  # no other slice starts a call now
-                return indices, results, (run.indices[len(ran)], exc), False
+                completed += len(ran)
+                failure = (run.indices[len(ran)], exc)
+                if not streaming:
+                    return range(completed), [], failure, False
+                return indices, results, failure, False
             now = clock()
             self._end_run(run)  # its results are kept from here on
-            indices += run.indices[: len(ran)]
-            results += ran
+            if streaming:
+                indices += run.indices[: len(ran)]
+                results += ran
+            completed += len(ran)
             # The next run: as many calls as fit in half of RUN_TIME at this
             # run's pace, at most twice as many; one after a slow call.
             seconds = now - started
@@ -254,6 +266,8 @@ class Threads:
             if now >= deadline:
                 break
         self._run_sizes[id(actor)] = size
+        if not streaming:
+            return range(completed), [], None, False
         return indices, results, None, False
 
     def _take_run(self, size: int) -> _Run | None:
