@@ -15,13 +15,17 @@ body::
 
 The check is the CRC-32 of the kind and the body *seeded with the file's own
 random key* (16 bytes in its header): a frame that data forged, or a frame of
-another file, fails it. The kinds are ``H`` (the header: format, key and a
-JSON summary), ``P`` (the parameters, one pickle), ``R`` (a result: the
-call's index, then its pickle), ``I`` and ``D`` (a result that is an ``int``
-or a ``float``: the index, then 8 bytes), ``G`` and ``N`` (what the ``R``, or
-``I``/``D``, frames that follow hold, so that they are read at C speed), ``F``
-(a failure: the key :func:`failure_key` gives its call, then JSON) and ``C``
-(a commit: JSON about the file so far, readable from its end).
+another file, fails it. (An ``I`` or ``D`` frame's check is a keyed fold of
+its index and number instead, see :func:`number_check`, computed for many at
+once; its group's ``N`` frame holds the CRC-32 of all their bytes.)
+
+The kinds are ``H`` (the header: format, key and a JSON summary), ``P``
+(the parameters, one pickle), ``R`` (a result: the call's index, then its
+pickle), ``I`` and ``D`` (a result that is an ``int`` or a ``float``: the
+index, then 8 bytes), ``G`` and ``N`` (what the ``R``, or ``I``/``D``,
+frames that follow hold, so that they are read at C speed), ``F`` (a
+failure: the key :func:`failure_key` gives its call, then JSON) and ``C`` (a
+commit: JSON about the file so far, readable from its end).
 """
 
 from __future__ import annotations
