@@ -32,7 +32,7 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import itemgetter
@@ -696,18 +696,23 @@ def _read_group(
         return None
     file.seek(start)
     region = file.read(end - start)
+    pairs: Iterable[tuple[int, Any]]
     if numbers:
-        decoded = decode_numbers(region, table)
+        found = decode_numbers(region, table)
+        if found is None:
+            return None
+        pairs = found
     else:
         decoded = decode_group(region, table, load)
-    if decoded is None:
-        return None
-    indices, results = decoded
-    contents.results.update(zip(indices, results, strict=True))
+        if decoded is None:
+            return None
+        pairs = zip(*decoded, strict=True)
     if contents.failures or contents.unreadable:
-        for i in indices:
+        pairs = list(pairs)
+        for i, _ in pairs:
             contents.failures.pop(i, None)
             contents.unreadable.pop(i, None)
+    contents.results.update(pairs)  # at C speed
     return end
 
 

@@ -39,9 +39,9 @@ import sys
 import types
 import zlib
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate, chain, repeat
-from operator import add, itemgetter, sub, xor
+from operator import add, sub, xor
 from typing import IO, Any
 
 __all__ = [
@@ -202,8 +202,7 @@ _NUMBERS = struct.Struct("<QIc")  # how many, the CRC-32 of their frames, I or D
 _NUMBER = {kind: struct.Struct(f"<cQIcq{code}") for kind, code in NUMBER_KINDS.values()}
 NUMBER_SIZE = 30
 """The size of an ``I`` or ``D`` frame: its head, the index, the number."""
-_INDEX_IN_NUMBER = struct.Struct("<14xq8x")
-_VALUE_IN_NUMBER = {b"I": struct.Struct("<22xq"), b"D": struct.Struct("<22xd")}
+_PAIR_IN_NUMBER = {b"I": struct.Struct("<14xqq"), b"D": struct.Struct("<14xqd")}
 
 
 def number_group(
@@ -299,17 +298,17 @@ def _all_checks(
 
 def decode_numbers(
     region: bytes | memoryview, table: bytes | memoryview
-) -> tuple[list[int], list[Any]] | None:
-    """The indices and numbers of the frames an ``N`` frame (``table``) lists.
+) -> Iterator[tuple[int, Any]] | None:
+    """The ``(index, number)`` of each frame an ``N`` frame (``table``) lists.
 
-    ``None`` if their bytes are not those that were written.
+    ``None`` if their bytes are not those that were written. The pairs come
+    straight from ``struct.iter_unpack``: ``dict.update`` takes them in C.
     """
     count, check, kind = _NUMBERS.unpack_from(table)
     if len(region) != NUMBER_SIZE * count or zlib.crc32(region) != check:
         return None
-    first = itemgetter(0)
-    indices = list(map(first, _INDEX_IN_NUMBER.iter_unpack(region)))
-    return indices, list(map(first, _VALUE_IN_NUMBER[kind].iter_unpack(region)))
+    pairs: Iterator[tuple[int, Any]] = _PAIR_IN_NUMBER[kind].iter_unpack(region)
+    return pairs
 
 
 def numbers_size(table: bytes | memoryview) -> int:

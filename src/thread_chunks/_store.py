@@ -290,14 +290,19 @@ class CheckpointData:
         )
         return checkpoint
 
-    def take_saved(self, contents: Contents) -> None:
-        """Take the results, failures and unreadable results read from a file."""
+    def take_saved(self, contents: Contents, last: int | None = None) -> None:
+        """Take the results, failures and unreadable results read from a file.
+
+        ``last``: the highest index among the results, if known already.
+        """
         self.results = contents.results
         self.unreadable = contents.unreadable
         self.failures = {
             i: CallFailure.of_record(record) for i, record in contents.failures.items()
         }
-        self.index = max(self.results, default=-1) + 1
+        if last is None:
+            last = max(self.results, default=-1)
+        self.index = last + 1
 
     def summary(self) -> dict[str, Any]:
         """What the header of the file says, as JSON: readable without the rest.
@@ -862,11 +867,13 @@ def _resume(
         _replace(path, old, len(contents.results))
         return None
     checkpoint = old
-    checkpoint.parameters = list(parameters)  # the same: keep the caller's
+    if not same:  # the same values: keep the caller's (``same``: they are)
+        checkpoint.parameters = list(parameters)
     n = len(parameters)
-    if contents.results and not 0 <= min(contents.results) <= max(contents.results) < n:
+    last = max(contents.results, default=-1)
+    if contents.results and not 0 <= min(contents.results) <= last < n:
         raise DamagedHeader(f"results for calls beyond the {n} of the run")
-    checkpoint.take_saved(contents)
+    checkpoint.take_saved(contents, last)
     _say_what_is_amiss(path, checkpoint, contents, function, messages)
     history = (contents.last_commit or {}).get("history", [])
     commit = Commit(checkpoint.done, checkpoint.failures, history)
