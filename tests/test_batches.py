@@ -106,7 +106,8 @@ def test_a_failure_mid_batch_keeps_the_results_before_it(tmp_path: Path) -> None
         chunk(partial(engines.fail_on, bad=1500), [[x] for x in range(N)],
               chunk_size=1, executor=pool, path=path,
               progress_bar=False)  # fmt: skip
-    assert pool.submitted <= 4  # call 1500 ran in a batch of many
+    # Call 1500 ran in a batch of many (batches end early under load: 0.2 s).
+    assert pool.submitted <= 20
     assert "call 1500" in info.value.__notes__[0]
     assert isinstance(info.value.__cause__, RemoteTraceback)
     assert "fail_on" in str(info.value.__cause__)  # the worker's traceback

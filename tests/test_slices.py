@@ -249,3 +249,30 @@ def test_a_slow_call_never_holds_back_the_results_before_it(tmp_path: Path) -> N
     out = chunk(f, [[x] for x in range(slow + 100)], chunk_size=1,
                 progress_bar=False, path=path)  # fmt: skip
     assert out == list(range(slow + 100))
+
+
+def test_the_rest_of_failed_runs_never_piles_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each failure leaves the rest of its run for any worker; once taken, it
+    is gone: the runs looked at stay as few as the workers."""
+    from thread_chunks._threads import Threads
+
+    most = [0]
+    take = Threads._take_run
+
+    def spy(self: Threads, size: int) -> Any:
+        most[0] = max(most[0], len(self._runs))
+        return take(self, size)
+
+    monkeypatch.setattr(Threads, "_take_run", spy)
+
+    def odd_fails(x: int) -> int:
+        if x % 2:
+            raise ValueError(x)
+        return x
+
+    out = chunk(odd_fails, [[x] for x in range(3_000)], chunk_size=2,
+                errors="return", progress_bar=False)  # fmt: skip
+    assert [r for r in out if not isinstance(r, ValueError)] == list(range(0, 3_000, 2))
+    assert most[0] <= 2 + 2  # the workers' runs, and a rest or two

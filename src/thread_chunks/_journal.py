@@ -61,6 +61,7 @@ from ._pickling import (
     numbers_size,
     plain_group,
     result_seed,
+    rows_of_numbers,
     write_at,
 )
 
@@ -144,18 +145,36 @@ _BOUND = struct.Struct("<Q")  # the length of the bound values' pickle
 _IN_MEMORY = 64 << 20  # parameters' pickles up to this size are read whole
 
 
-def write_parameters(out: Any, bound: Any, parameters: Any, fast: bool) -> None:
+def write_parameters(
+    out: Any, bound: Any, parameters: Any, fast: bool, memo: bool | None = None
+) -> None:
     """Write the body of the ``P`` frame to ``out``: what identifies the calls.
 
     The pickle of what is bound to the function (a partial's arguments, a
     method's object), after its length, then the parameters' pickle, streamed.
     Writing it and comparing it with a file (:func:`same_pickle`) go through
-    here, so equal values give equal bytes. ``fast``: see ``_pickling.dump``.
+    here, so equal values give equal bytes. ``fast`` and ``memo``: see
+    ``_pickling.dump``.
     """
     bound_pickle = dumps(bound)
     out.write(_BOUND.pack(len(bound_pickle)))
     out.write(bound_pickle)
-    dump(parameters, out, fast)
+    dump(parameters, out, fast, memo)
+
+
+def with_memo_choice(summary: Mapping[str, Any], parameters: Any) -> dict[str, Any]:
+    """``summary`` saying whether ``parameters`` are pickled with the memo.
+
+    Rows of numbers are pickled without it (``_pickling.dump``); the header
+    says so, so that a resume compares them without checking every row again.
+    """
+    return {**summary, "numbers": rows_of_numbers(parameters)}
+
+
+def memo_of(summary: Mapping[str, Any]) -> bool | None:
+    """Whether the file's parameters were pickled with the memo, if it says."""
+    numbers = summary.get("numbers")
+    return None if not isinstance(numbers, bool) else not numbers
 
 
 def loads_parameters(body: bytes | memoryview) -> tuple[Any, Any, str | None]:
@@ -403,6 +422,9 @@ def write_file(
     """
     key_seed = key_check(key)
     commit = commit or Commit(0, {})
+    if copy is None:
+        summary = with_memo_choice(summary, parameters)
+    memo = memo_of(summary)
 
     def write(fd: int) -> int:
         end = write_at(fd, OPENING + header_frame(summary, key), 0)
@@ -411,7 +433,8 @@ def write_file(
         else:
             writer = FrameWriter(fd, end, key_seed)
             writer.streamed_fast(
-                b"P", lambda out, fast: write_parameters(out, bound, parameters, fast)
+                b"P",
+                lambda out, fast: write_parameters(out, bound, parameters, fast, memo),
             )
             writer.flush()
             end = writer.offset
@@ -757,24 +780,30 @@ def read_last_commit(file: IO[bytes], seed: int) -> dict[str, Any] | None:
 
 
 def same_pickle(
-    file: IO[bytes], at: tuple[int, int], bound: Any, parameters: Any
+    file: IO[bytes],
+    at: tuple[int, int],
+    bound: Any,
+    parameters: Any,
+    memo: bool | None = None,
 ) -> bool:
     """Whether :func:`write_parameters` gives the bytes at ``at`` (offset, length).
 
     Pickled straight into a comparison with the file, a piece at a time: no
     copy of either is made. Equal bytes mean the same values; unequal ones
     may still be the same values (a set in another order): the caller decides
-    those strictly.
+    those strictly. ``memo``: as the file's header says (:func:`memo_of`).
     """
     start, length = at
     for fast in (True, False):
         file.seek(start)
         comparer = _Comparer(file, length)
         try:
-            write_parameters(comparer, bound, parameters, fast)
+            write_parameters(comparer, bound, parameters, fast, memo)
         except _Differs:
             return False
         except Exception:
+            if memo is False:  # not rows of numbers (a cycle, say): not the same
+                return False
             if not fast:
                 raise
             continue  # as written: without the fast pickler

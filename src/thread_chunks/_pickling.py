@@ -69,6 +69,7 @@ __all__ = [
     "numbers_size",
     "plain_group",
     "result_seed",
+    "rows_of_numbers",
     "write_at",
 ]
 
@@ -109,7 +110,9 @@ def dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def dump(obj: Any, file: IO[bytes] | Any, fast: bool = False) -> None:
+def dump(
+    obj: Any, file: IO[bytes] | Any, fast: bool = False, memo: bool | None = None
+) -> None:
     """Pickle ``obj`` to ``file`` (anything with a ``write`` method), streamed.
 
     ``fast``: with the standard pickler alone, all in C, which fails on what
@@ -120,9 +123,12 @@ def dump(obj: Any, file: IO[bytes] | Any, fast: bool = False) -> None:
     and ``None``) are pickled without the memo, which then costs three
     quarters of the time and is of no use: numbers need no references, and
     such rows hold no cycle. The same rows always give the same bytes.
+    ``memo``: whether to use it, when known already (else it is checked).
     """
     pickler = (pickle.Pickler if fast else _Pickler)(file, protocol=PROTOCOL)
-    if _rows_of_numbers(obj):
+    if memo is None:
+        memo = not rows_of_numbers(obj)
+    if not memo:
         pickler.fast = True  # no memo
     pickler.dump(obj)
 
@@ -130,7 +136,7 @@ def dump(obj: Any, file: IO[bytes] | Any, fast: bool = False) -> None:
 _NUMBER_TYPES = frozenset({int, float, bool, type(None)})
 
 
-def _rows_of_numbers(obj: Any) -> bool:
+def rows_of_numbers(obj: Any) -> bool:
     """Whether ``obj`` is a list of lists or tuples of numbers: checked in C."""
     return (
         type(obj) is list

@@ -258,7 +258,7 @@ class Workers:
             n = len(self.plan.parameters)
             first = n - length_hint(todo)
             last = min(first + most, n)
-            cast(Any, todo).__setstate__(last)  # skip them at once, as pickle does
+            self._todo = iter(range(last, n))  # the rest: skipped at once
             return range(first, last)
 
     def give_back(self, indices: Sequence[int]) -> None:

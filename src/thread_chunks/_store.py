@@ -59,6 +59,7 @@ from ._journal import (
     iter_ranges,
     keep_copy,
     load_parameters,
+    memo_of,
     move_aside,
     new_key,
     read_contents,
@@ -842,8 +843,9 @@ def _resume(
     saved: tuple[Any, Any, str | None]
     # Equal bytes are equal values: then the strict comparison has nothing
     # to add, and the saved parameters need not be loaded at all.
+    memo = memo_of(summary)
     same = same_name and same_pickle(
-        file, contents.parameters_at, function.bound, parameters
+        file, contents.parameters_at, function.bound, parameters, memo
     )
     total = int(summary["total"])
     if (
@@ -852,7 +854,7 @@ def _resume(
         and same_name
         and len(parameters) > total
         and same_pickle(
-            file, contents.parameters_at, function.bound, parameters[:total]
+            file, contents.parameters_at, function.bound, parameters[:total], memo
         )
     ):  # the old rows, then new ones: every saved frame stays as it is
         return _extend(path, file, contents, function, parameters)

@@ -68,14 +68,18 @@ class _Run:
     that a slow call never holds back the results before it.
     """
 
-    __slots__ = ("indices", "kept", "results", "rows")
+    __slots__ = ("indices", "kept", "owned", "results", "rows")
 
-    def __init__(self, indices: Sequence[int], rows: Iterator[Row]) -> None:
+    def __init__(
+        self, indices: Sequence[int], rows: Iterator[Row], owned: bool = True
+    ) -> None:
         self.indices = indices
         self.rows = rows
         self.results: list[Any] = []
         self.kept = 0
         """How many of ``results`` are kept already."""
+        self.owned = owned
+        """Whether a worker runs it (else: the rest of a run that failed)."""
 
     def first_left(self) -> int | None:
         """The index of the first call not started yet, if any."""
@@ -252,7 +256,7 @@ class Threads:
             completed += len(ran)
             # The next run: as many calls as fit in half of RUN_TIME at this
             # run's pace, at most twice as many; one after a slow call.
-            seconds = now - started
+            seconds = max(now - started, 1e-9)  # a clock may not have moved
             if seconds > RUN_TIME or seconds > LONG_CALL * max(len(ran), 1):
                 size = 1
             elif len(ran) >= size:
@@ -286,6 +290,8 @@ class Threads:
             if firsts:
                 oldest = runs[min(firsts)[1]]
                 rest = list(oldest.rows)  # at once: its owner starts none of them
+                if not oldest.owned:  # nothing left in it, and nobody runs it
+                    runs.remove(oldest)
                 if rest:
                     taken = oldest.indices[len(oldest.indices) - len(rest) :]
                     run = _Run(taken, iter(rest))
@@ -314,7 +320,7 @@ class Threads:
             self._runs.remove(run)
             if length_hint(run.rows):
                 left = length_hint(run.rows)
-                rest = _Run(run.indices[len(run.indices) - left :], run.rows)
+                rest = _Run(run.indices[len(run.indices) - left :], run.rows, False)
                 self._runs.append(rest)
 
     def _keep_done(self, run: _Run) -> None:
