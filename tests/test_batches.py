@@ -93,8 +93,9 @@ def test_tiny_calls_travel_in_a_few_batches() -> None:
         out = chunk(engines.square, [[x] for x in range(N)], chunk_size=2,
                     executor=pool, progress_bar=False)  # fmt: skip
     assert out == [x * x for x in range(N)]
-    # One call, then at most 64 times more per batch: 1 + 64 + 4096 > N.
-    assert pool.submitted <= 10
+    # One call, then at most 64 times more per batch: 1 + 64 + 4096 > N; the
+    # last calls are shared out, and a loaded machine makes batches shorter.
+    assert pool.submitted <= 30  # 100 calls a batch on average, at least
 
 
 def test_a_failure_mid_batch_keeps_the_results_before_it(tmp_path: Path) -> None:
