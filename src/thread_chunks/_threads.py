@@ -98,7 +98,7 @@ class Threads:
     At most ``limiter``'s number of threads run calls at once. With
     ``in_runs`` (every actor a plain :class:`LabelledActor`, no keyword rows,
     no timeout), calls run in runs at C speed; otherwise one at a time. With
-    a ``watchdog`` (``timeout=``), each call is timed (:meth:`_run_slice_timed`).
+    a ``watchdog`` (``timeout=``), each call is timed (:meth:`_timed_call`).
     """
 
     def __init__(
@@ -124,8 +124,6 @@ class Threads:
         calls = self.calls
         cancelled = anyio.get_cancelled_exc_class()
         run_slice = self._run_slice_in_runs if self.in_runs else self._run_slice
-        if self.watchdog is not None:
-            run_slice = self._run_slice_timed
         while not calls.stopped:
             try:
                 indices, results, failure, exhausted = await anyio.to_thread.run_sync(
@@ -148,35 +146,33 @@ class Threads:
     async def call(self, actor: Any, index: int) -> Any:
         """One attempt at call ``index`` in a worker thread (a retry)."""
         row = self.calls.parameters[index]
-        if self.watchdog is not None:
-            make = self._timed_call
-            return await anyio.to_thread.run_sync(
-                make, actor, index, row, limiter=self.limiter
-            )
-        _, result = await anyio.to_thread.run_sync(
-            run_row, actor, index, row, limiter=self.limiter
+        return await anyio.to_thread.run_sync(
+            self._call_one, actor, index, row, limiter=self.limiter
         )
-        return result
+
+    @property
+    def _call_one(self) -> Callable[[Any, int, Any], Any]:
+        """How one call is made: :meth:`_timed_call` with a timeout, else
+        :func:`_call`."""
+        return _call if self.watchdog is None else self._timed_call
 
     def _run_slice(self, actor: Any, cancelled: type[BaseException]) -> Slice:
-        """In a worker thread: run calls until the slice is used up.
+        """In a worker thread: run calls one at a time until the slice is used up.
 
-        No call starts once the run is stopped; cancellation and Ctrl-C are
-        checked after any call that took a while (the run may have been
-        cancelled meanwhile) and every few tiny ones.
+        For actors that are not plain, rows of keyword arguments, and calls
+        timed by the watchdog. No call starts once the run is stopped;
+        cancellation and Ctrl-C are checked after any call that took a while
+        (the run may have been cancelled meanwhile) and every few tiny ones.
         """
         calls = self.calls
-        parameters, keep = calls.parameters, calls.completed_one
-        keywords = calls.keywords  # some rows are mappings of keyword arguments
-        # A plain LabelledActor only calls its function: call it directly.
-        func = actor.get_func() if type(actor) is LabelledActor else None
+        parameters, keep, take = calls.parameters, calls.completed_one, calls.take_one
+        call_one = self._call_one
         indices: list[int] = []
         results: list[Any] = []
         failure: tuple[int, BaseException] | None = None
         exhausted = False
         clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
         deadline = clock() + TIME_SLICE
-        take = calls.take_one
         while not calls.stopped:
             i = take()
             if i is None:
@@ -184,12 +180,7 @@ class Threads:
                 break
             started = clock()
             try:
-                if func is None:
-                    _, result = run_row(actor, i, parameters[i])
-                elif keywords:
-                    result = call_row(func, parameters[i])
-                else:
-                    result = func(*parameters[i])
+                result = call_one(actor, i, parameters[i])
             except BaseException as exc:  # handled on the event loop
                 if calls.stops_the_run(exc):
                     calls.stop()  # no other slice starts a call now
@@ -343,46 +334,7 @@ class Threads:
                 for run in self._runs:
                     self._keep_done(run)
 
-    # Timed calls (timeout=): one call at a time, each between the watchdog's
-    # arm and disarm, so that its start and end are known.
-
-    def _run_slice_timed(self, actor: Any, cancelled: type[BaseException]) -> Slice:
-        """In a worker thread: :meth:`_run_slice`, each call timed by the watchdog."""
-        calls = self.calls
-        parameters, keep, take = calls.parameters, calls.completed_one, calls.take_one
-        timed = self._timed_call
-        indices: list[int] = []
-        results: list[Any] = []
-        failure: tuple[int, BaseException] | None = None
-        exhausted = False
-        clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
-        deadline = clock() + TIME_SLICE
-        while not calls.stopped:
-            i = take()
-            if i is None:
-                exhausted = True
-                break
-            started = clock()
-            try:
-                result = timed(actor, i, parameters[i])
-            except BaseException as exc:  # handled on the event loop
-                if calls.stops_the_run(exc):
-                    calls.stop()
-                failure = (i, exc)
-                break
-            keep(i, result)
-            indices.append(i)
-            results.append(result)
-            now = clock()
-            if now - started > LONG_CALL or len(indices) % CHECK_EVERY == 0:
-                try:
-                    check_cancelled()
-                except cancelled:
-                    calls.stop()
-                    break
-            if now >= deadline:
-                break
-        return indices, results, failure, exhausted
+    # Timed calls (timeout=): each between the watchdog's arm and disarm.
 
     def _timed_call(self, actor: Any, index: int, row: Any) -> Any:
         """In a worker thread: call ``index``, raising ``TimeoutError`` if it overran.
@@ -398,10 +350,7 @@ class Threads:
         try:
             watchdog.arm()
             try:
-                if type(actor) is LabelledActor:  # only calls its function
-                    result = call_row(actor.get_func(), row)
-                else:
-                    _, result = run_row(actor, index, row)
+                result = _call(actor, index, row)
             finally:
                 watchdog.disarm()
         except BaseException as exc:
@@ -414,6 +363,14 @@ class Threads:
                 exc.__traceback__
             ) from None
         return result
+
+
+def _call(actor: Any, index: int, row: Any) -> Any:
+    """Call ``index`` on ``actor``; a plain LabelledActor only calls its function."""
+    if type(actor) is LabelledActor:
+        return call_row(actor.get_func(), row)
+    _, result = run_row(actor, index, row)
+    return result
 
 
 _MISSING: Any = object()
