@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -108,3 +110,50 @@ async def test_falsy_results_are_results() -> None:
     values: list[object] = [None, 0, [], False, ""]
     out = await achunk(lambda v: v, [[v] for v in values], progress_bar=False)
     assert out == values
+
+
+def _state_of_runs() -> list[object]:
+    """The objects alive now that hold a run's state (and so its results)."""
+    from thread_chunks._run import Workers
+    from thread_chunks._store import CheckpointData, CheckpointStore
+    from thread_chunks._threads import Threads
+
+    kinds = (Workers, Threads, CheckpointStore, CheckpointData)
+    return [o for o in gc.get_objects() if isinstance(o, kinds)]
+
+
+@pytest.mark.parametrize("with_path", [False, True])
+def test_a_finished_run_leaves_no_cycles_for_the_collector(
+    with_path: bool, tmp_path: Path
+) -> None:
+    # A cycle would keep every result until a collection, which then takes
+    # tens of milliseconds in the middle of whatever runs next.
+    path = tmp_path / "checkpoint.pkl" if with_path else None
+    gc.collect()
+    gc.disable()
+    try:
+        out = chunk(add, [[x, 1] for x in range(1000)], chunk_size=2,
+                    progress_bar=False, path=path)  # fmt: skip
+        left = _state_of_runs()
+    finally:
+        gc.enable()
+    assert out == [x + 1 for x in range(1000)]
+    assert left == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("with_path", [False, True])
+async def test_a_finished_achunk_leaves_no_cycles_for_the_collector(
+    with_path: bool, tmp_path: Path
+) -> None:
+    path = tmp_path / "checkpoint.pkl" if with_path else None
+    gc.collect()
+    gc.disable()
+    try:
+        out = await achunk(add, [[x, 1] for x in range(1000)], chunk_size=2,
+                           progress_bar=False, path=path)  # fmt: skip
+        left = _state_of_runs()
+    finally:
+        gc.enable()
+    assert out == [x + 1 for x in range(1000)]
+    assert left == []

@@ -155,14 +155,20 @@ async def run_plan(
             )
             strategy = Threads(workers, limiter, in_runs, watchdog)
         workers.strategy = strategy
-        async with anyio.create_task_group() as keeping:
-            if isinstance(strategy, Threads) and strategy.in_runs:
-                # Results before a slow call in a run are kept meanwhile.
-                keeping.start_soon(strategy.keep_results_of_runs)
-            async with anyio.create_task_group() as task_group:
-                for actor in plan.actors[: n - len(done)]:
-                    task_group.start_soon(strategy.work, actor)
-            keeping.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as keeping:
+                ended = anyio.Event()
+                if isinstance(strategy, Threads) and strategy.in_runs:
+                    # Results before a slow call in a run are kept meanwhile.
+                    keeping.start_soon(strategy.keep_results_of_runs, ended)
+                async with anyio.create_task_group() as task_group:
+                    for actor in plan.actors[: n - len(done)]:
+                        task_group.start_soon(strategy.work, actor)
+                ended.set()
+        finally:
+            # The two refer to each other: part now, so that the run's state
+            # is freed when the run ends, not by a slow collection later.
+            del workers.strategy
     workers.raise_failures()
     return outputs
 

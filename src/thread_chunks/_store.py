@@ -414,11 +414,7 @@ class CheckpointStore:
         self._io_limiter = anyio.CapacityLimiter(1)
         self._warn = warn
         if journal is not None:
-            journal.commit.describe = self._describe
-
-    def _describe(self, index: int) -> str:
-        """A short ``repr`` of the arguments of call ``index``."""
-        return reprlib.repr(self._checkpoint.parameters[index])
+            journal.commit.describe = partial(_describe, checkpoint.parameters)
 
     @classmethod
     async def open(
@@ -657,7 +653,9 @@ class CheckpointStore:
             return
         self._settle()
         self._journal = _create(path, self._checkpoint, self._journal.key)
-        self._journal.commit.describe = self._describe
+        self._journal.commit.describe = partial(
+            _describe, self._checkpoint.parameters
+        )
         self._notify(
             "deleted",
             f"checkpoint {path!r} was deleted during the run (its directory "
@@ -997,6 +995,11 @@ def _row_pickles(rows: Sequence[Any]) -> list[bytes]:
         return list(map(pickle.dumps, rows, repeat(5)))
     except Exception:
         return list(map(dumps, rows))  # a lambda, say: by value
+
+
+def _describe(parameters: Sequence[Any], index: int) -> str:
+    """A short ``repr`` of the arguments of call ``index``, for a failure."""
+    return reprlib.repr(parameters[index])
 
 
 def _same_function(old: CheckpointData, function: FunctionIdentity) -> bool:

@@ -322,14 +322,20 @@ class Threads:
             self.calls.completed(run.indices[first:done], run.results[first:done])
             run.kept = done
 
-    async def keep_results_of_runs(self) -> None:
-        """On the event loop, until cancelled: keep what running runs have done.
+    async def keep_results_of_runs(self, ended: anyio.Event) -> None:
+        """On the event loop, until ``ended``: keep what running runs have done.
 
         A run's results are kept when it ends; this keeps, every
-        :data:`KEEP_EVERY` seconds, those of a run whose call is slow.
+        :data:`KEEP_EVERY` seconds, those of a run whose call is slow. It
+        ends on an event, not by being cancelled: a cancelled task's
+        traceback holds its frame, and so this run's state, in a reference
+        cycle that only the garbage collector frees, later and slowly.
         """
         while True:
-            await anyio.sleep(KEEP_EVERY)
+            with anyio.move_on_after(KEEP_EVERY):
+                await ended.wait()
+            if ended.is_set():
+                return
             with self._runs_lock:
                 for run in self._runs:
                     self._keep_done(run)
