@@ -653,9 +653,7 @@ class CheckpointStore:
             return
         self._settle()
         self._journal = _create(path, self._checkpoint, self._journal.key)
-        self._journal.commit.describe = partial(
-            _describe, self._checkpoint.parameters
-        )
+        self._journal.commit.describe = partial(_describe, self._checkpoint.parameters)
         self._notify(
             "deleted",
             f"checkpoint {path!r} was deleted during the run (its directory "
