@@ -311,3 +311,32 @@ def test_plain_groups_are_byte_for_byte_the_framed_pickles(results: list[Any]) -
     assert decoded is not None
     assert decoded[0] == indices
     assert list(map(pickle.dumps, decoded[1])) == list(map(pickle.dumps, results))
+
+
+def test_many_numbers_go_in_groups_of_a_bounded_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from thread_chunks import _journal, _pickling
+
+    sizes: list[int] = []
+    number_group = _pickling.number_group
+
+    def counted(indices: Any, results: Any, kind: bytes, seed: int) -> bytes:
+        sizes.append(len(indices))
+        return number_group(indices, results, kind, seed)
+
+    monkeypatch.setattr(_journal, "number_group", counted)
+    n = 2 * _journal.GROUP_SIZE + 5
+    results: list[Any] = [i * 3 for i in range(n)]
+    results[_journal.GROUP_SIZE + 1] = 0.5  # its group is pickled, not the others
+    header = Checkpoint("f", [[i] for i in range(n)])
+    path = tmp_path / "journal.pkl"
+    journal = write_file(str(path), header.summary(), new_key(), (), header.parameters)
+    assert journal is not None
+    journal.append_columns(range(n), results)
+    journal.append_columns([n - 1], [2**70])  # beyond 64 bits: pickled
+    journal.close()
+    assert sizes == [_journal.GROUP_SIZE, 5, 1]
+    output = Checkpoint.load(path).output
+    assert output == [*results[:-1], 2**70]
+    assert list(map(type, output)) == list(map(type, [*results[:-1], 2**70]))

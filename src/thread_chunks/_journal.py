@@ -275,6 +275,12 @@ def failure_json(failure: Sequence[Any]) -> bytes:
     return json.dumps(record).encode()
 
 
+GROUP_SIZE = 4096
+"""Results in one group at most: its columns stay in the CPU's cache while
+they are woven into frames (twice as fast as 200,000 at once), and a float or
+a string among many integers changes the encoding of its group only."""
+
+
 class Journal:
     """An open checkpoint file that commits are appended to.
 
@@ -343,9 +349,22 @@ class Journal:
     def _frames(
         self, writer: FrameWriter, indices: Sequence[int], results: Sequence[Any]
     ) -> list[int]:
-        """Write the frames of ``results`` (failures among them: negative keys)."""
-        if not indices:
-            return []
+        """Write the frames of ``results`` (failures among them: negative keys).
+
+        A group of at most :data:`GROUP_SIZE` at a time. Returns the indices of
+        the results that cannot be pickled: they are left out.
+        """
+        unpicklable: list[int] = []
+        for k in range(0, len(indices), GROUP_SIZE):
+            unpicklable += self._group(
+                writer, indices[k : k + GROUP_SIZE], results[k : k + GROUP_SIZE]
+            )
+        return unpicklable
+
+    def _group(
+        self, writer: FrameWriter, indices: Sequence[int], results: Sequence[Any]
+    ) -> list[int]:
+        """Write the frames of one group of results: see :meth:`_frames`."""
         if min(indices) < 0:  # failures among them: each as a frame of data
             for k, failure in zip(indices, results, strict=True):
                 if is_failure_key(k):

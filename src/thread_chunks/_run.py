@@ -109,7 +109,8 @@ async def run_plan(
             )
             await stack.enter_async_context(store.running())
             saved = store.results
-            outputs = list(map(saved.get, range(n)))  # at C speed
+            if saved:
+                outputs = list(map(saved.get, range(n)))  # at C speed
             if emit is not None:
                 for i, result in saved.items():
                     emit(i, result)
