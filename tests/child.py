@@ -69,16 +69,15 @@ def main(
 
     logging.getLogger("thread_chunks").addHandler(ToLog())
 
-    append = _journal.Journal.append_columns
+    append = _journal.Journal.append_runs
 
-    def logged_append(
-        self: Any, indices: Any, results: Any, before_commit: Any = None
-    ) -> Any:
-        unpicklable = append(self, indices, results, before_commit)
-        log("committed " + ",".join(str(i) for i in indices if i >= 0))
+    def logged_append(self: Any, runs: Any, before_commit: Any = None) -> Any:
+        unpicklable = append(self, runs, before_commit)
+        indices = [i for run, _ in runs for i in run if i >= 0]
+        log("committed " + ",".join(map(str, indices)))
         return unpicklable
 
-    _journal.Journal.append_columns = logged_append  # type: ignore[method-assign]
+    _journal.Journal.append_runs = logged_append  # type: ignore[method-assign]
     pause = threading.Event()
 
     def work(i: int, *padding: bytes) -> int:

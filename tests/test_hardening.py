@@ -415,20 +415,20 @@ def test_a_directory_deleted_mid_run_is_written_again(
 
     from thread_chunks import _journal
 
-    append = _journal.Journal.append_columns
+    append = _journal.Journal.append_runs
 
-    def noticed(self: Any, indices: Any, results: Any, before: Any = None) -> Any:
-        unpicklable = append(self, indices, results, before)
+    def noticed(self: Any, runs: Any, before: Any = None) -> Any:
+        unpicklable = append(self, runs, before)
         first_saved.set()
         return unpicklable
 
-    _journal.Journal.append_columns = noticed  # type: ignore[method-assign, assignment]
+    _journal.Journal.append_runs = noticed  # type: ignore[method-assign, assignment]
     try:
         with pytest.warns(CheckpointFailedWarning, match="was deleted during the run"):
             out = run_chunk(f, [[i] for i in range(6)], chunk_size=1,
                             progress_bar=False, path=path)  # fmt: skip
     finally:
-        _journal.Journal.append_columns = append  # type: ignore[method-assign]
+        _journal.Journal.append_runs = append  # type: ignore[method-assign]
     assert deleted.is_set()
     assert out == list(range(6))
     assert Checkpoint.load(path).output == out  # every result, the first too

@@ -187,17 +187,15 @@ def test_workers_never_wait_for_the_disk(
     disk = threading.Event()
     stuck = threading.Event()
     writes: list[list[int]] = []
-    append = Journal.append_columns
+    append = Journal.append_runs
 
-    def slow_append(
-        self: Journal, indices: Any, results: Any, before: Any = None
-    ) -> Any:
-        writes.append(list(indices))
+    def slow_append(self: Journal, runs: Any, before: Any = None) -> Any:
+        writes.append([i for indices, _ in runs for i in indices])
         stuck.set()
         assert disk.wait(timeout=10), "the disk was never released"
-        return append(self, indices, results, before)
+        return append(self, runs, before)
 
-    monkeypatch.setattr(Journal, "append_columns", slow_append)
+    monkeypatch.setattr(Journal, "append_runs", slow_append)
     n = 30
 
     def f(i: int) -> int:
@@ -227,17 +225,17 @@ def test_checkpoint_every_spaces_the_writes(
 ) -> None:
     every = 0.25
     times: list[float] = []
-    append = Journal.append_columns
+    append = Journal.append_runs
 
-    def timed(self: Journal, indices: Any, results: Any, before: Any = None) -> Any:
+    def timed(self: Journal, runs: Any, before: Any = None) -> Any:
         times.append(time.monotonic())
-        return append(self, indices, results, before)
+        return append(self, runs, before)
 
     def f(i: int) -> int:
         threading.Event().wait(0.01)  # the run lasts at least one second
         return i
 
-    monkeypatch.setattr(Journal, "append_columns", timed)
+    monkeypatch.setattr(Journal, "append_runs", timed)
     path = tmp_path / "checkpoint.pkl"
     parameters = [[i] for i in range(100)]
     out = run_chunk(
@@ -256,15 +254,15 @@ def test_write_errors_warn_keep_results_and_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_chunk: RunChunk
 ) -> None:
 
-    append = Journal.append_columns
+    append = Journal.append_runs
     failures = [OSError(28, "No space left on device")]
 
-    def full_disk(self: Journal, indices: Any, results: Any, before: Any = None) -> Any:
+    def full_disk(self: Journal, runs: Any, before: Any = None) -> Any:
         if failures:
             raise failures.pop()
-        return append(self, indices, results, before)
+        return append(self, runs, before)
 
-    monkeypatch.setattr(Journal, "append_columns", full_disk)
+    monkeypatch.setattr(Journal, "append_runs", full_disk)
     path = tmp_path / "checkpoint.pkl"
     with pytest.warns(CheckpointFailedWarning, match="No space left on device"):
         out = run_chunk(abs, [[-i] for i in range(10)], progress_bar=False, path=path)

@@ -34,7 +34,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import chain, compress, islice
 from operator import itemgetter
 from typing import IO, TYPE_CHECKING, Any
 
@@ -329,10 +329,26 @@ class Journal:
         before_commit: Callable[[list[int]], None] | None = None,
     ) -> list[int]:
         """:meth:`append` the results ``results`` of the calls ``indices``."""
+        return self.append_runs([(indices, results)], before_commit)
+
+    def append_runs(
+        self,
+        runs: Iterable[tuple[Iterable[int], Iterable[Any]]],
+        before_commit: Callable[[list[int]], None] | None = None,
+    ) -> list[int]:
+        """:meth:`append` the results of ``runs``: ``(indices, results)`` each.
+
+        They are read a group at a time (:data:`GROUP_SIZE`), never copied
+        whole: each group is framed while its results are in the CPU's cache.
+        """
         writer = FrameWriter(self._fd, self._end, self._seed)
         unpicklable: list[int] = []
         try:
-            unpicklable = self._frames(writer, indices, results)
+            all_indices = chain.from_iterable(map(itemgetter(0), runs))
+            all_results = chain.from_iterable(map(itemgetter(1), runs))
+            while indices := list(islice(all_indices, GROUP_SIZE)):
+                results = list(islice(all_results, len(indices)))
+                unpicklable += self._group(writer, indices, results)
             if before_commit is not None:
                 before_commit(unpicklable)
             writer.raw(commit_frame(self._seed, self.commit.info(time.time())))

@@ -236,26 +236,22 @@ def number_group(
         values.byteswap()
         order.byteswap()
     value_bytes, index_bytes = values.tobytes(), order.tobytes()
-    checks = _all_checks(value_bytes, index_bytes, 4, count, _number_seed(seed, kind))
+    # Byte k of every number, of every index, of every check: "planes".
+    value_planes = [value_bytes[k::8] for k in range(8)]
+    index_planes = [index_bytes[k::4] for k in range(4)]
+    checks = _check_planes(value_planes, index_planes, _number_seed(seed, kind))
     # Every frame: BINBYTES8 | length | check | kind | index | number. The
-    # constant bytes first, then each column in its place.
+    # constant bytes first, then each plane in its place.
     region = bytearray(_NUMBER_FRAME.pack(pickle.BINBYTES8, NUMBER_SIZE - 9, kind))
     region *= count
-    for offset, column, width in (
-        (9, checks, 4),
-        (14, index_bytes, 4),
-        (22, value_bytes, 8),
-    ):
-        for k in range(width):
-            region[offset + k :: NUMBER_SIZE] = column[k::width]
+    for offset, planes in ((9, checks), (14, index_planes), (22, value_planes)):
+        for k, plane in enumerate(planes):
+            region[offset + k :: NUMBER_SIZE] = plane
     data = bytes(region)
     return frame(b"N", _NUMBERS.pack(count, zlib.crc32(data), kind), seed) + data
 
 
 _NUMBER_FRAME = struct.Struct("<cQ4xc16x")  # a number's frame, its constant bytes
-_LOW = (0, 1, 2, 3)
-_ROTATED = {8: (3, 0, 1, 2), 16: (2, 3, 0, 1), 24: (1, 2, 3, 0)}
-"""Where each byte of a 32-bit word rotated left by so many bits comes from."""
 
 
 def number_check(seed: int, kind: bytes, index: int, number: bytes) -> int:
@@ -270,36 +266,44 @@ def number_check(seed: int, kind: bytes, index: int, number: bytes) -> int:
     every byte of the group.
     """
     index_bytes = (index & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
-    return int.from_bytes(
-        _all_checks(number, index_bytes, 8, 1, _number_seed(seed, kind)), "little"
-    )
+    value_planes = [number[k : k + 1] for k in range(8)]
+    index_planes = [index_bytes[k : k + 1] for k in range(8)]
+    checks = _check_planes(value_planes, index_planes, _number_seed(seed, kind))
+    return int.from_bytes(b"".join(checks), "little")
 
 
 def _number_seed(seed: int, kind: bytes) -> bytes:
     return zlib.crc32(kind, seed).to_bytes(4, "little")
 
 
-def _all_checks(
-    values: bytes, indices: bytes, width: int, count: int, seed: bytes
-) -> bytes:
-    """The checks of ``count`` frames, 4 bytes each: see :func:`number_check`.
+_ROTATED = {8: (3, 0, 1, 2), 16: (2, 3, 0, 1), 24: (1, 2, 3, 0)}
+"""Where each byte of a 32-bit word rotated left by so many bits comes from."""
 
-    ``indices`` are ``width`` bytes each: 8, or 4 when their high half is 0.
+
+def _check_planes(
+    value_planes: Sequence[bytes], index_planes: Sequence[bytes], seed: bytes
+) -> list[bytes]:
+    """The 4 byte planes of the checks of frames (see :func:`number_check`).
+
+    ``value_planes``: the 8 planes of the numbers; ``index_planes``: the 4
+    planes of indices below 2**32, or all 8. Each byte of a check is the XOR
+    of 3 or 4 whole planes, as big integers: C loops only.
     """
-    total = int.from_bytes(seed * count, "little")
-    columns = [
-        (values, 8, _LOW),
-        (values, 8, tuple(4 + k for k in _ROTATED[8])),
-        (indices, width, _ROTATED[16]),
+    count = len(value_planes[0])
+    sources = [
+        (value_planes, (0, 1, 2, 3)),  # the number's low half
+        (value_planes, tuple(4 + k for k in _ROTATED[8])),  # its high half
+        (index_planes, _ROTATED[16]),  # the index's low half
     ]
-    if width == 8:
-        columns.append((indices, 8, tuple(4 + k for k in _ROTATED[24])))
-    for column, size, picks in columns:
-        word = bytearray(4 * count)
-        for k, source in enumerate(picks):
-            word[k::4] = column[source::size]
-        total ^= int.from_bytes(word, "little")
-    return total.to_bytes(4 * count, "little")
+    if len(index_planes) == 8:  # its high half, 0 below 2**32
+        sources.append((index_planes, tuple(4 + k for k in _ROTATED[24])))
+    checks = []
+    for b in range(4):
+        plane = int.from_bytes(seed[b : b + 1] * count, "little")
+        for planes, picks in sources:
+            plane ^= int.from_bytes(planes[picks[b]], "little")
+        checks.append(plane.to_bytes(count, "little"))
+    return checks
 
 
 def decode_numbers(

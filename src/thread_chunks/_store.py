@@ -86,6 +86,9 @@ Warn = Callable[[str, type[Warning], str], None]
 """How the store warns: ``warn(message, category, kind)``; the run issues the
 first warning of each ``kind`` from the line that started it."""
 
+Runs = list[tuple[Sequence[int], Sequence[Any]]]
+"""Results queued or written together: ``(indices, results)`` each."""
+
 MIN_WRITE_GAP = 0.002
 """Seconds between two checkpoint writes at least: at most 500 fsyncs a second."""
 
@@ -400,7 +403,7 @@ class CheckpointStore:
         self._idle = False
         """Whether the writer waits for a wake-up (set only by the writer)."""
         self._failures_queued = bool(checkpoint.failures)
-        self._unsettled: list[tuple[Sequence[int], Sequence[Any]]] = []
+        self._unsettled: Runs = []
         """Results written but not yet in the checkpoint's dict of results:
         they go there only when something needs it (:meth:`_settle`)."""
         self._unsettled_count = 0
@@ -526,8 +529,6 @@ class CheckpointStore:
         runs = list(islice(iter(queue.popleft, None), len(queue)))
         if not runs:
             return
-        indices = list(chain.from_iterable(map(itemgetter(0), runs)))
-        results = list(chain.from_iterable(map(itemgetter(1), runs)))
         assert self._journal is not None
         if self._journal.deleted():
             self._write_again()
@@ -537,11 +538,12 @@ class CheckpointStore:
         if self._taken:
             return  # another run writes the file now: the results are returned
         try:
-            keep = partial(self._keep, indices, results)
-            unpicklable = journal.append_columns(indices, results, keep)
+            unpicklable = journal.append_runs(runs, partial(self._keep, runs))
         except OSError as exc:
             # A full disk may still hold some of them: save what fits, one by
             # one, and keep the others for the next write.
+            indices = list(chain.from_iterable(map(itemgetter(0), runs)))
+            results = list(chain.from_iterable(map(itemgetter(1), runs)))
             written, unpicklable = self._append_what_fits(indices, results)
             if written < len(indices):
                 queue.appendleft((indices[written:], results[written:]))
@@ -558,14 +560,18 @@ class CheckpointStore:
                 "result); it is still returned, but a rerun will compute it again",
             )
 
-    def _keep(
-        self, indices: list[int], results: list[Any], unpicklable: list[int]
-    ) -> None:
+    def _keep(self, runs: Runs, unpicklable: list[int]) -> None:
         """Apply what was written to the checkpoint, kept to write it again."""
         checkpoint = self._checkpoint
         if unpicklable or self._failures_queued:
             self._settle()
-            saved = dict(zip(indices, results, strict=True))
+            saved = dict(
+                zip(
+                    chain.from_iterable(map(itemgetter(0), runs)),
+                    chain.from_iterable(map(itemgetter(1), runs)),
+                    strict=True,
+                )
+            )
             for i in unpicklable:
                 del saved[i]
             if saved and is_failure_key(min(saved)):
@@ -579,9 +585,10 @@ class CheckpointStore:
                 saved = {i: result for i, result in saved.items() if i >= 0}
             checkpoint.apply(saved)
         else:  # the usual case: new results only, all written
-            self._unsettled.append((indices, results))
-            self._unsettled_count += len(indices)
-            checkpoint.index = max(checkpoint.index, max(indices) + 1)
+            self._unsettled += runs
+            self._unsettled_count += sum(map(len, map(itemgetter(0), runs)))
+            last = max(map(_largest, map(itemgetter(0), runs)))
+            checkpoint.index = max(checkpoint.index, last + 1)
         assert self._journal is not None
         commit = self._journal.commit
         commit.done = checkpoint.done + self._unsettled_count
@@ -601,11 +608,10 @@ class CheckpointStore:
         """Append one result at a time until a write fails; say how many went."""
         assert self._journal is not None
         unpicklable: list[int] = []
-        for written, one in enumerate(zip(indices, results, strict=True)):
-            i, result = [one[0]], [one[1]]
+        for written, (i, result) in enumerate(zip(indices, results, strict=True)):
+            run: Runs = [((i,), (result,))]
             try:
-                keep = partial(self._keep, i, result)
-                unpicklable += self._journal.append_columns(i, result, keep)
+                unpicklable += self._journal.append_runs(run, partial(self._keep, run))
             except OSError:
                 return written, unpicklable
         return len(indices), unpicklable
@@ -993,6 +999,13 @@ def _row_pickles(rows: Sequence[Any]) -> list[bytes]:
         return list(map(pickle.dumps, rows, repeat(5)))
     except Exception:
         return list(map(dumps, rows))  # a lambda, say: by value
+
+
+def _largest(indices: Sequence[int]) -> int:
+    """``max(indices)``, at once for a range of calls run one after another."""
+    if type(indices) is range and indices.step > 0:
+        return indices[-1]
+    return max(indices)
 
 
 def _describe(parameters: Sequence[Any], index: int) -> str:
