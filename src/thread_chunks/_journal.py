@@ -381,7 +381,9 @@ class Journal:
         self, writer: FrameWriter, indices: Sequence[int], results: Sequence[Any]
     ) -> list[int]:
         """Write the frames of one group of results: see :meth:`_frames`."""
-        if min(indices) < 0:  # failures among them: each as a frame of data
+        types = set(map(type, results))
+        # Failures are tuples: only then look for their negative keys.
+        if any(issubclass(t, tuple) for t in types) and min(indices) < 0:
             for k, failure in zip(indices, results, strict=True):
                 if is_failure_key(k):
                     body = INDEX.pack(k) + failure_json(failure)
@@ -391,7 +393,7 @@ class Journal:
             results = list(compress(results, kept))
             if not indices:
                 return []
-        types = set(map(type, results))
+            types = set(map(type, results))
         if types <= PLAIN_TYPES and max(indices) <= _BELOW_2_32:
             number = NUMBER_KINDS.get(next(iter(types))) if len(types) == 1 else None
             if number is not None:
