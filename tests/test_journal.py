@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from saveable_objects import SaveableObject
 
 from tests.helpers import RunChunk
-from thread_chunks import Checkpoint, CheckpointFailedWarning, chunk
+from thread_chunks import Checkpoint, CheckpointFailedWarning, chunk, progress
 from thread_chunks._journal import Journal, new_key, write_file
 
 N = 8
@@ -270,6 +270,30 @@ def test_write_errors_warn_keep_results_and_retry(
     assert Checkpoint.load(path).output == out  # retried and saved in the end
 
 
+def test_a_write_that_fails_after_its_results_were_counted_counts_them_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    append = Journal.append_runs
+    failures = [OSError(28, "No space left on device")]
+
+    def fails_at_the_commit(self: Journal, runs: Any, before: Any = None) -> Any:
+        def counted_then_failed(unpicklable: list[int]) -> None:
+            before(unpicklable)  # the results are counted, then the disk fails
+            if failures:
+                raise failures.pop()
+
+        return append(self, runs, counted_then_failed)
+
+    monkeypatch.setattr(Journal, "append_runs", fails_at_the_commit)
+    path = tmp_path / "checkpoint.pkl"
+    with pytest.warns(CheckpointFailedWarning, match="could not write"):
+        out = chunk(abs, [[-i] for i in range(300)], chunk_size=2,
+                    progress_bar=False, path=path)  # fmt: skip
+    assert out == list(range(300))
+    assert progress(path).done == 300
+    assert Checkpoint.load(path).done == 300
+
+
 def test_file_mode_follows_the_umask(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pkl"
     chunk(abs, [[-1]], progress_bar=False, path=path)
@@ -338,3 +362,18 @@ def test_many_numbers_go_in_groups_of_a_bounded_size(
     output = Checkpoint.load(path).output
     assert output == [*results[:-1], 2**70]
     assert list(map(type, output)) == list(map(type, [*results[:-1], 2**70]))
+
+
+@pytest.mark.parametrize("results", [[0, 10], [0, 10, 20, 30]])
+def test_indices_and_results_of_different_lengths_are_refused(
+    tmp_path: Path, results: list[int]
+) -> None:
+    header = Checkpoint("f", [[i] for i in range(4)])
+    path = tmp_path / "journal.pkl"
+    journal = write_file(str(path), header.summary(), new_key(), (), header.parameters)
+    assert journal is not None
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="indices"):
+        journal.append_columns([0, 1, 2], results)
+    journal.close()
+    assert path.read_bytes() == before

@@ -75,7 +75,10 @@ __all__ = [
     "DamagedHeader",
     "Journal",
     "OldFormat",
+    "Run",
+    "Runs",
     "Summary",
+    "columns",
     "keep_copy",
     "locate",
     "lock_path",
@@ -275,6 +278,17 @@ def failure_json(failure: Sequence[Any]) -> bytes:
     return json.dumps(record).encode()
 
 
+Run = tuple[Sequence[int], Sequence[Any]]
+"""The results of calls queued or written together: ``(indices, results)``."""
+Runs = Sequence[Run]
+
+
+def columns(runs: Runs) -> tuple[Iterator[int], Iterator[Any]]:
+    """The indices of ``runs``, and their results, each as one stream."""
+    indices = chain.from_iterable(map(itemgetter(0), runs))
+    return indices, chain.from_iterable(map(itemgetter(1), runs))
+
+
 GROUP_SIZE = 4096
 """Results in one group at most: its columns stay in the CPU's cache while
 they are woven into frames (twice as fast as 200,000 at once), and a float or
@@ -333,22 +347,19 @@ class Journal:
 
     def append_runs(
         self,
-        runs: Iterable[tuple[Iterable[int], Iterable[Any]]],
+        runs: Runs,
         before_commit: Callable[[list[int]], None] | None = None,
     ) -> list[int]:
-        """:meth:`append` the results of ``runs``: ``(indices, results)`` each.
-
-        They are read a group at a time (:data:`GROUP_SIZE`), never copied
-        whole: each group is framed while its results are in the CPU's cache.
-        """
+        """:meth:`append` the results of ``runs``: ``(indices, results)`` each."""
+        for indices, results in runs:
+            if len(indices) != len(results):
+                raise ValueError(
+                    f"a run of {len(indices)} indices has {len(results)} results"
+                )
         writer = FrameWriter(self._fd, self._end, self._seed)
         unpicklable: list[int] = []
         try:
-            all_indices = chain.from_iterable(map(itemgetter(0), runs))
-            all_results = chain.from_iterable(map(itemgetter(1), runs))
-            while indices := list(islice(all_indices, GROUP_SIZE)):
-                results = list(islice(all_results, len(indices)))
-                unpicklable += self._group(writer, indices, results)
+            unpicklable = self._write_groups(writer, runs)
             if before_commit is not None:
                 before_commit(unpicklable)
             writer.raw(commit_frame(self._seed, self.commit.info(time.time())))
@@ -362,19 +373,19 @@ class Journal:
         self._end = writer.offset
         return unpicklable
 
-    def _frames(
-        self, writer: FrameWriter, indices: Sequence[int], results: Sequence[Any]
-    ) -> list[int]:
-        """Write the frames of ``results`` (failures among them: negative keys).
+    def _write_groups(self, writer: FrameWriter, runs: Runs) -> list[int]:
+        """Write the frames of the results of ``runs`` (failures: negative keys).
 
-        A group of at most :data:`GROUP_SIZE` at a time. Returns the indices of
-        the results that cannot be pickled: they are left out.
+        A group of at most :data:`GROUP_SIZE` at a time, read from the runs as
+        it goes: no flat copy of them all, and each group is framed while its
+        results are in the CPU's cache. Returns the indices of the results
+        that cannot be pickled: they are left out.
         """
+        all_indices, all_results = columns(runs)
         unpicklable: list[int] = []
-        for k in range(0, len(indices), GROUP_SIZE):
-            unpicklable += self._group(
-                writer, indices[k : k + GROUP_SIZE], results[k : k + GROUP_SIZE]
-            )
+        while indices := list(islice(all_indices, GROUP_SIZE)):
+            results = list(islice(all_results, GROUP_SIZE))
+            unpicklable += self._group(writer, indices, results)
         return unpicklable
 
     def _group(
@@ -481,11 +492,8 @@ def write_file(
         if results:
             journal._end = end
             writer = FrameWriter(fd, end, key_seed)
-            unpicklable = journal._frames(
-                writer,
-                list(map(itemgetter(0), results)),
-                list(map(itemgetter(1), results)),
-            )
+            run = (list(map(itemgetter(0), results)), list(map(itemgetter(1), results)))
+            unpicklable = journal._write_groups(writer, [run])
             if unpicklable and strict:
                 raise TypeError(
                     f"the result of call {unpicklable[0]} cannot be pickled, so "

@@ -227,6 +227,8 @@ def number_group(
     frames are computed at once, as the bytes of big integers.
     """
     count = len(indices)
+    if len(results) != count:
+        raise ValueError(f"{count} indices for {len(results)} results")
     values = array("q" if kind == b"I" else "d", results)
     try:  # 4 bytes each: their high half in the frame stays 0
         order = array("I", indices)

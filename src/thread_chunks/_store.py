@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from itertools import chain, compress, islice, repeat
+from itertools import compress, islice, repeat
 from operator import is_not, itemgetter
 from typing import Any, NamedTuple, Self, TypeVar
 
@@ -55,6 +55,8 @@ from ._journal import (
     DamagedHeader,
     Journal,
     OldFormat,
+    Run,
+    columns,
     copy_frames,
     iter_ranges,
     keep_copy,
@@ -85,9 +87,6 @@ logger = logging.getLogger("thread_chunks")
 Warn = Callable[[str, type[Warning], str], None]
 """How the store warns: ``warn(message, category, kind)``; the run issues the
 first warning of each ``kind`` from the line that started it."""
-
-Runs = list[tuple[Sequence[int], Sequence[Any]]]
-"""Results queued or written together: ``(indices, results)`` each."""
 
 MIN_WRITE_GAP = 0.002
 """Seconds between two checkpoint writes at least: at most 500 fsyncs a second."""
@@ -395,7 +394,7 @@ class CheckpointStore:
         self._journal = journal
         self._file_lock = lock
         self._every = checkpoint_every
-        self._queue: deque[tuple[Sequence[int], Sequence[Any]]] = deque()
+        self._queue: deque[Run] = deque()
         """``(indices, results)`` to write, a run of calls each: any thread
         appends, without a lock (a deque's appends and pops are atomic); the
         writer pops."""
@@ -403,7 +402,7 @@ class CheckpointStore:
         self._idle = False
         """Whether the writer waits for a wake-up (set only by the writer)."""
         self._failures_queued = bool(checkpoint.failures)
-        self._unsettled: Runs = []
+        self._unsettled: list[Run] = []
         """Results written but not yet in the checkpoint's dict of results:
         they go there only when something needs it (:meth:`_settle`)."""
         self._unsettled_count = 0
@@ -537,13 +536,16 @@ class CheckpointStore:
         journal = self._journal
         if self._taken:
             return  # another run writes the file now: the results are returned
+        kept = len(self._unsettled), self._unsettled_count, self._checkpoint.index
         try:
             unpicklable = journal.append_runs(runs, partial(self._keep, runs))
         except OSError as exc:
+            # What _keep took of them before the write failed is not saved.
+            del self._unsettled[kept[0] :]
+            self._unsettled_count, self._checkpoint.index = kept[1:]
             # A full disk may still hold some of them: save what fits, one by
             # one, and keep the others for the next write.
-            indices = list(chain.from_iterable(map(itemgetter(0), runs)))
-            results = list(chain.from_iterable(map(itemgetter(1), runs)))
+            indices, results = map(list, columns(runs))
             written, unpicklable = self._append_what_fits(indices, results)
             if written < len(indices):
                 queue.appendleft((indices[written:], results[written:]))
@@ -560,18 +562,12 @@ class CheckpointStore:
                 "result); it is still returned, but a rerun will compute it again",
             )
 
-    def _keep(self, runs: Runs, unpicklable: list[int]) -> None:
+    def _keep(self, runs: list[Run], unpicklable: list[int]) -> None:
         """Apply what was written to the checkpoint, kept to write it again."""
         checkpoint = self._checkpoint
         if unpicklable or self._failures_queued:
             self._settle()
-            saved = dict(
-                zip(
-                    chain.from_iterable(map(itemgetter(0), runs)),
-                    chain.from_iterable(map(itemgetter(1), runs)),
-                    strict=True,
-                )
-            )
+            saved = dict(zip(*columns(runs), strict=True))
             for i in unpicklable:
                 del saved[i]
             if saved and is_failure_key(min(saved)):
@@ -609,7 +605,7 @@ class CheckpointStore:
         assert self._journal is not None
         unpicklable: list[int] = []
         for written, (i, result) in enumerate(zip(indices, results, strict=True)):
-            run: Runs = [((i,), (result,))]
+            run: list[Run] = [((i,), (result,))]
             try:
                 unpicklable += self._journal.append_runs(run, partial(self._keep, run))
             except OSError:

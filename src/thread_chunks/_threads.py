@@ -331,11 +331,9 @@ class Threads:
         traceback holds its frame, and so this run's state, in a reference
         cycle that only the garbage collector frees, later and slowly.
         """
-        while True:
+        while not ended.is_set():
             with anyio.move_on_after(KEEP_EVERY):
                 await ended.wait()
-            if ended.is_set():
-                return
             with self._runs_lock:
                 for run in self._runs:
                     self._keep_done(run)
