@@ -377,3 +377,71 @@ def test_indices_and_results_of_different_lengths_are_refused(
         journal.append_columns([0, 1, 2], results)
     journal.close()
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("indices", [range(7, 4103), [3, 1, 2], [0, 1, 3], [5]])
+def test_numbers_of_consecutive_calls_decode_as_a_range(indices: Any) -> None:
+    from thread_chunks._pickling import _NUMBERS, HEAD, decode_numbers, number_group
+
+    numbers = [i * 2 - 5 for i in indices]
+    data = number_group(list(indices), numbers, b"I", 99)
+    table = data[HEAD.size : HEAD.size + _NUMBERS.size]
+    decoded = decode_numbers(data[HEAD.size + _NUMBERS.size :], table)
+    assert decoded is not None
+    got, values = decoded
+    assert list(got) == list(indices)
+    assert values == numbers
+    consecutive = list(indices) == list(range(indices[0], indices[0] + len(indices)))
+    assert (type(got) is range) == consecutive
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_outputs_read_straight_from_the_groups_agree_with_the_results(
+    tmp_path: Path, complete: bool
+) -> None:
+    from thread_chunks._journal import read_contents
+
+    n = 10_000
+    header = Checkpoint("f", [[i] for i in range(n)])
+    path = tmp_path / "journal.pkl"
+    journal = write_file(str(path), header.summary(), new_key(), (), header.parameters)
+    assert journal is not None
+    journal.append_columns(range(5000, n), [i * 3 for i in range(5000, n)])
+    journal.append_columns([3, 1, 2, 0, 4], [f"s{i}" for i in [3, 1, 2, 0, 4]])
+    descending = list(range(4999 if complete else 4998, 4, -1))
+    journal.append_columns(descending, [i * 3 for i in descending])
+    journal.append_columns([7], [-1])  # a later frame for call 7: it counts
+    journal.close()
+    with path.open("rb") as file:
+        contents = read_contents(file, settled=False)
+    outputs = contents.outputs(n)
+    contents.settle()
+    if complete:
+        assert outputs == [contents.results[i] for i in range(n)]
+        assert outputs[:8] == ["s0", "s1", "s2", "s3", "s4", 15, 18, -1]
+    else:
+        assert outputs is None  # call 4999 has no result
+    assert Checkpoint.load(path).output == [contents.results.get(i) for i in range(n)]
+
+
+def test_a_complete_resume_builds_no_dictionary_of_its_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from thread_chunks._journal import Contents
+
+    path = tmp_path / "checkpoint.pkl"
+    params = [[-i] for i in range(20_000)]
+    first = chunk(abs, params, chunk_size=2, progress_bar=False, path=path)
+    settled: list[int] = []
+    settle = Contents.settle
+
+    def watched(self: Contents) -> None:
+        settled.append(len(self.columns))
+        settle(self)
+
+    monkeypatch.setattr(Contents, "settle", watched)
+    assert chunk(abs, params, chunk_size=2, progress_bar=False, path=path) == first
+    assert not any(settled)  # no group of numbers went into a dictionary
+    params[5] = [1]  # another run: replaced, and its results read into a dict
+    chunk(abs, params, chunk_size=2, progress_bar=False, path=path)
+    assert any(settled)

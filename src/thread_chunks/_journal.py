@@ -32,9 +32,10 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, islice
+from itertools import chain, compress, islice, repeat
 from operator import itemgetter
 from typing import IO, TYPE_CHECKING, Any
 
@@ -545,6 +546,43 @@ class Contents:
     tail_damaged: bool = False
     """Whether it is something else: damage at the end of the file."""
     last_commit: dict[str, Any] | None = None
+    columns: list[tuple[range | list[int], list[Any]]] = field(default_factory=list)
+    """Results of groups of numbers, ``(indices, numbers)``, not yet in
+    :attr:`results` (see :meth:`settle`): later in the file than all of them."""
+
+    def settle(self) -> None:
+        """Put the results of :attr:`columns` in :attr:`results`."""
+        for indices, numbers in self.columns:
+            self.results.update(zip(indices, numbers, strict=True))
+        self.columns.clear()
+
+    def outputs(self, n: int) -> list[Any] | None:
+        """The result of each of ``n`` calls in order, if every one has one.
+
+        Built straight from the columns of numbers, with no dictionary of
+        them: a run of consecutive calls is copied as one slice. ``None`` if
+        a call has no result. Raises :class:`DamagedHeader` for a result
+        beyond the ``n`` calls.
+        """
+        pieces = [(list(self.results), list(self.results.values())), *self.columns]
+        if sum(len(indices) for indices, _ in pieces) < n:
+            return None
+        outputs: list[Any] = [None] * n
+        found = bytearray(n)  # 1 for each call with a result
+        for indices, results in pieces:
+            if not indices:
+                continue
+            if type(indices) is range:  # the usual case: one slice
+                if indices.stop > n:
+                    raise DamagedHeader(f"results for calls beyond the {n} of the run")
+                outputs[indices.start : indices.stop] = results
+                found[indices.start : indices.stop] = b"\x01" * len(indices)
+                continue
+            if not 0 <= min(indices) <= max(indices) < n:
+                raise DamagedHeader(f"results for calls beyond the {n} of the run")
+            deque(map(outputs.__setitem__, indices, results), maxlen=0)
+            deque(map(found.__setitem__, indices, repeat(1)), maxlen=0)
+        return None if 0 in found else outputs
 
     @property
     def clean(self) -> bool:
@@ -553,13 +591,14 @@ class Contents:
         return not any(troubles)
 
 
-def read_contents(file: IO[bytes], load: bool = True) -> Contents:
+def read_contents(file: IO[bytes], load: bool = True, settled: bool = True) -> Contents:
     """Read a checkpoint file of this format from the start, by its structure.
 
     ``load=False`` checks every frame but unpickles nothing: the results are
-    all ``None``, and the parameters are not checked. Raises
-    :class:`OldFormat` for a file of another format, :class:`DamagedHeader`
-    if the header or the parameters are not intact.
+    all ``None``, and the parameters are not checked. ``settled=False``
+    leaves the results of groups of numbers in :attr:`Contents.columns`.
+    Raises :class:`OldFormat` for a file of another format,
+    :class:`DamagedHeader` if the header or the parameters are not intact.
     """
     size = os.fstat(file.fileno()).st_size
     summary, key, position = read_header(file)
@@ -580,6 +619,8 @@ def read_contents(file: IO[bytes], load: bool = True) -> Contents:
         )
     contents = Contents(summary, key, (body_at, frame_end - body_at))
     _walk(file, contents, frame_end, size, seed, load)
+    if settled:
+        contents.settle()
     return contents
 
 
@@ -680,6 +721,8 @@ def _walk(
             continue
         kind, body, end = found
         _intact(contents, position, end)
+        if contents.columns and kind in b"GIDR":  # results in file order
+            contents.settle()
         if kind in b"GN":
             group_end = _read_group(file, contents, kind, body, end, size, load)
             if group_end is not None:
@@ -706,6 +749,7 @@ def _walk(
         position = end
     contents.end = position
     if contents.failures:
+        contents.settle()
         for i in contents.results:  # a call that failed once, then succeeded
             contents.failures.pop(i, None)
 
@@ -764,23 +808,21 @@ def _read_group(
         return None
     file.seek(start)
     region = file.read(end - start)
-    pairs: Iterable[tuple[int, Any]]
     if numbers:
-        found = decode_numbers(region, table)
-        if found is None:
-            return None
-        pairs = found
+        decoded = decode_numbers(region, table)
     else:
         decoded = decode_group(region, table, load)
-        if decoded is None:
-            return None
-        pairs = zip(*decoded, strict=True)
+    if decoded is None:
+        return None
+    indices, results = decoded
     if contents.failures or contents.unreadable:
-        pairs = list(pairs)
-        for i, _ in pairs:
+        for i in indices:
             contents.failures.pop(i, None)
             contents.unreadable.pop(i, None)
-    contents.results.update(pairs)  # at C speed
+    if numbers:
+        contents.columns.append((indices, results))  # into results when needed
+    else:
+        contents.results.update(zip(indices, results, strict=True))  # at C speed
     return end
 
 

@@ -108,17 +108,16 @@ async def run_plan(
                 reuse=plan.reuse,
             )
             await stack.enter_async_context(store.running())
-            saved = store.results
-            if saved:
-                outputs = list(map(saved.get, range(n)))  # at C speed
-            if emit is not None:
-                for i, result in saved.items():
-                    emit(i, result)
-        # The calls saved before, by index (a dict: no copy of its keys).
-        done: Mapping[int, Any] = {} if store is None else store.results
+            outputs = store.saved_outputs()
+        done = 0 if store is None else store.done  # calls saved before
+        if emit is not None and done:
+            assert store is not None
+            saved = enumerate(outputs) if done == n else store.results.items()
+            for i, result in saved:
+                emit(i, result)
         bar = None
         if (options := bar_options(plan.progress_bar)) is not None:
-            bar = open_bar(n, len(done), plan.func_name, options)
+            bar = open_bar(n, done, plan.func_name, options)
             # Closed first, then the log records go their usual way again.
             stack.enter_context(logs_clear_of_bars())
             stack.callback(bar.close)
@@ -126,15 +125,16 @@ async def run_plan(
             opened_executor(plan.executor, plan.chunk_size)
         )
         todo: Iterator[int] = iter(range(n))
-        if len(done) == n:
+        if done == n:
             todo = iter(())
         elif done:
-            todo = filterfalse(done.__contains__, range(n))
+            assert store is not None
+            todo = filterfalse(store.results.__contains__, range(n))
         workers = Workers(plan, outputs, store, emit, bar, todo, skip)
         limiter = anyio.CapacityLimiter(plan.chunk_size)
         strategy: Strategy
         if executor is not None:
-            sizes = BatchSizes(n - len(done), plan.chunk_size)
+            sizes = BatchSizes(n - done, plan.chunk_size)
             stops = workers.first_failure_stops
             strategy = Batches(
                 workers, limiter, executor, sizes, stops, timeout=plan.timeout
@@ -163,7 +163,7 @@ async def run_plan(
                     # Results before a slow call in a run are kept meanwhile.
                     keeping.start_soon(strategy.keep_results_of_runs, ended)
                 async with anyio.create_task_group() as task_group:
-                    for actor in plan.actors[: n - len(done)]:
+                    for actor in plan.actors[: n - done]:
                         task_group.start_soon(strategy.work, actor)
                 ended.set()
         finally:

@@ -182,6 +182,11 @@ class CheckpointData:
     arguments and attributes are the ``Checkpoint``'s, but ``path``.
     """
 
+    ready_outputs: list[Any] | None = None
+    """Every call's result in order, when a resume found them all: then
+    :attr:`results` stays empty unless a run asks for it (see
+    :meth:`take_outputs`)."""
+
     def __init__(
         self,
         func_name: str,
@@ -221,6 +226,8 @@ class CheckpointData:
     @property
     def done(self) -> int:
         """The number of completed calls."""
+        if self.ready_outputs is not None:
+            return len(self.ready_outputs)
         return len(self.results)
 
     def matches(
@@ -306,6 +313,18 @@ class CheckpointData:
         if last is None:
             last = max(self.results, default=-1)
         self.index = last + 1
+
+    def take_outputs(self, contents: Contents, outputs: list[Any]) -> None:
+        """Take a complete file's results: ``outputs``, one for each call.
+
+        No dictionary of them is built: a run that resumes a complete
+        checkpoint returns this very list.
+        """
+        self.ready_outputs = outputs
+        self.results = {}
+        self.unreadable = contents.unreadable
+        self.failures = {}
+        self.index = len(outputs)
 
     def summary(self) -> dict[str, Any]:
         """What the header of the file says, as JSON: readable without the rest.
@@ -442,8 +461,30 @@ class CheckpointStore:
     @property
     def results(self) -> dict[int, Any]:
         """The results saved by earlier runs, by call index."""
+        checkpoint = self._checkpoint
+        if checkpoint.ready_outputs is not None:
+            checkpoint.results = dict(enumerate(checkpoint.ready_outputs))
+            checkpoint.ready_outputs = None
         self._settle()
-        return self._checkpoint.results
+        return checkpoint.results
+
+    @property
+    def done(self) -> int:
+        """How many calls have a saved result."""
+        return self._checkpoint.done + self._unsettled_count
+
+    def saved_outputs(self) -> list[Any]:
+        """A list of each call's saved result, ``None`` where there is none.
+
+        For a complete checkpoint, the list its results were read into: no
+        dictionary of them is built, and no call runs to change it.
+        """
+        checkpoint = self._checkpoint
+        if checkpoint.ready_outputs is not None:
+            return checkpoint.ready_outputs
+        results = self.results
+        n = len(checkpoint.parameters)
+        return list(map(results.get, range(n))) if results else [None] * n
 
     def record(self, index: int, result: Any) -> None:
         """Queue a completed result for the next write. Never blocks on the disk."""
@@ -767,7 +808,7 @@ def _resume_or_create(
     elif os.path.exists(path):
         with open(path, "rb", buffering=1 << 20) as file:
             try:
-                contents = read_contents(file)
+                contents = read_contents(file, settled=False)
             except OSError:
                 raise
             except Exception as exc:  # a damaged header or parameters
@@ -855,6 +896,7 @@ def _resume(
             file, contents.parameters_at, function.bound, parameters[:total], memo
         )
     ):  # the old rows, then new ones: every saved frame stays as it is
+        contents.settle()
         return _extend(path, file, contents, function, parameters)
     if same:
         saved = (function.bound, parameters, None)
@@ -862,6 +904,7 @@ def _resume(
         saved = load_parameters(file, contents)
     old = CheckpointData.of_file(summary, saved)
     if not (same or old.matches(function, parameters)):
+        contents.settle()
         if reuse == "calls" and _same_function(old, function):
             return _reuse(path, old, contents, function, parameters)
         _replace(path, old, len(contents.results))
@@ -870,10 +913,15 @@ def _resume(
     if not same:  # the same values: keep the caller's (``same``: they are)
         checkpoint.parameters = list(parameters)
     n = len(parameters)
-    last = max(contents.results, default=-1)
-    if contents.results and not 0 <= min(contents.results) <= last < n:
-        raise DamagedHeader(f"results for calls beyond the {n} of the run")
-    checkpoint.take_saved(contents, last)
+    outputs = None if contents.failures else contents.outputs(n)
+    if outputs is not None:  # every call done
+        checkpoint.take_outputs(contents, outputs)
+    else:
+        contents.settle()
+        last = max(contents.results, default=-1)
+        if contents.results and not 0 <= min(contents.results) <= last < n:
+            raise DamagedHeader(f"results for calls beyond the {n} of the run")
+        checkpoint.take_saved(contents, last)
     _say_what_is_amiss(path, checkpoint, contents, function, messages)
     history = (contents.last_commit or {}).get("history", [])
     commit = Commit(checkpoint.done, checkpoint.failures, history)
