@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pickle
 import shutil
@@ -310,9 +311,12 @@ def main() -> None:
         )
 
         # Resuming a complete checkpoint of a million tiny results.
+        # Best of three on both sides: computing into a fresh file each time.
         n_resume = 1_000_000 // scale
-        path = work.fresh_path()
-        t_fresh = timed(chunked(tiny, n_resume, path))
+        t_fresh = math.inf
+        for _ in range(3):
+            path = work.fresh_path()
+            t_fresh = min(t_fresh, timed(chunked(tiny, n_resume, path)))
         t_resume = min(timed(chunked(tiny, n_resume, path)) for _ in range(3))
         row(
             f"resume a complete checkpoint of {n_resume:,} tiny results",

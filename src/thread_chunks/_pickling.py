@@ -209,7 +209,6 @@ _NUMBERS = struct.Struct("<QIc")  # how many, the CRC-32 of their frames, I or D
 _NUMBER = {kind: struct.Struct(f"<cQIcq{code}") for kind, code in NUMBER_KINDS.values()}
 NUMBER_SIZE = 30
 """The size of an ``I`` or ``D`` frame: its head, the index, the number."""
-_PAIR_IN_NUMBER = {b"I": struct.Struct("<14xqq"), b"D": struct.Struct("<14xqd")}
 
 
 def number_group(

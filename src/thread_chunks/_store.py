@@ -318,8 +318,11 @@ class CheckpointData:
         """Take a complete file's results: ``outputs``, one for each call.
 
         No dictionary of them is built: a run that resumes a complete
-        checkpoint returns this very list.
+        checkpoint returns this very list. Only for a run's own checkpoint,
+        never a :class:`~thread_chunks.Checkpoint`, whose ``output`` reads
+        :attr:`results`.
         """
+        assert type(self) is CheckpointData
         self.ready_outputs = outputs
         self.results = {}
         self.unreadable = contents.unreadable
