@@ -6,8 +6,10 @@ worker thread at its next Python line. Coroutines are cancelled.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from types import FrameType
 from typing import Any
 
 import anyio
@@ -15,6 +17,7 @@ import pytest
 
 from tests.helpers import Spy
 from thread_chunks import achunk, chunk
+from thread_chunks._threads import Watchdog
 
 BOUND = 10.0
 """Seconds: a run that hangs fails the test rather than the suite."""
@@ -272,3 +275,44 @@ async def test_cancelling_a_timed_run_lets_running_calls_finish_and_stops() -> N
                          progress_bar=False)  # fmt: skip
     assert 3 in ran
     assert len(ran) <= 5, "the run went on after the cancellation"
+
+
+@pytest.mark.parametrize("method", ["arm", "disarm"])
+def test_a_timeout_landing_inside_arm_or_disarm_leaves_the_watchdog_usable(
+    method: str,
+) -> None:
+    """The watchdog's exception lands at any Python line, even in its own code.
+
+    A trace function raises ``TimeoutError`` where the real one could land:
+    as each Python function that ``arm``/``disarm`` calls returns. The lock
+    those take must be free afterwards, or every thread would hang on it.
+    """
+    watchdog = Watchdog(60)
+    landed: list[str] = []
+
+    def land(frame: FrameType, event: str, arg: Any) -> Any:
+        caller = frame.f_back
+        called_by_method = caller is not None and caller.f_code.co_name == method
+        if event == "return" and called_by_method and not landed:
+            landed.append(frame.f_code.co_name)
+            raise TimeoutError
+        return land
+
+    def arm_and_disarm() -> None:
+        watchdog.arm()
+        watchdog.disarm()
+
+    watchdog.arm()  # starts the watchdog's thread: disarm has nothing left
+    sys.settrace(land)
+    try:
+        getattr(watchdog, method)()
+    except TimeoutError:
+        pass
+    finally:
+        sys.settrace(None)
+    other = threading.Thread(target=arm_and_disarm, daemon=True)
+    other.start()
+    other.join(timeout=10)
+    assert not other.is_alive(), f"the lock was left taken ({landed})"
+    watchdog.disarm()
+    watchdog.close()

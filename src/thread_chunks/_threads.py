@@ -399,7 +399,11 @@ class Watchdog:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._lock = threading.Condition(threading.Lock())
+        # Worker threads take the lock itself, a C object: an exception landing
+        # at a Python line can never come between taking it and the ``with``
+        # that releases it, as it could inside ``Condition.__enter__``.
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
         self._armed: dict[int, float] = {}
         """Thread id -> deadline, earliest first (every call has the same timeout)."""
         self._fired: set[int] = set()
@@ -420,7 +424,7 @@ class Watchdog:
                 )
                 self._thread.start()
             elif len(self._armed) == 1:
-                self._lock.notify()  # it slept with nothing to watch
+                self._wakeup.notify()  # it slept with nothing to watch
 
     def disarm(self) -> bool:
         """Stop timing this thread's call; return whether the watchdog stopped it.
@@ -440,22 +444,22 @@ class Watchdog:
         """End the watchdog's thread (at the end of the run), and wait for it."""
         with self._lock:
             self._closed = True
-            self._lock.notify()
+            self._wakeup.notify()
             thread = self._thread
         if thread is not None:
             thread.join()
 
     def _watch(self) -> None:
-        lock, armed = self._lock, self._armed
-        with lock:
+        wakeup, armed = self._wakeup, self._armed
+        with wakeup:
             while not self._closed:
                 if not armed:
-                    lock.wait()
+                    wakeup.wait()
                     continue
                 ident, deadline = next(iter(armed.items()))
                 wait = deadline - time.monotonic()
                 if wait > 0:
-                    lock.wait(wait)
+                    wakeup.wait(wait)
                     continue
                 del armed[ident]
                 self._fired.add(ident)
