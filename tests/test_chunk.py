@@ -11,7 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from tests.helpers import Spy
+from tests.helpers import RunChunk, Spy
 from thread_chunks import achunk, chunk, config
 
 
@@ -134,7 +134,7 @@ def _state_in_cycles() -> list[object]:
 
 @pytest.mark.parametrize("with_path", [False, True])
 def test_a_finished_run_leaves_no_cycles_for_the_collector(
-    with_path: bool, tmp_path: Path
+    with_path: bool, tmp_path: Path, run_chunk: RunChunk
 ) -> None:
     # A cycle would keep every result until a collection, which then takes
     # tens of milliseconds in the middle of whatever runs next.
@@ -142,26 +142,8 @@ def test_a_finished_run_leaves_no_cycles_for_the_collector(
     gc.collect()
     gc.disable()
     try:
-        out = chunk(add, [[x, 1] for x in range(1000)], chunk_size=2,
-                    progress_bar=False, path=path)  # fmt: skip
-        in_cycles = _state_in_cycles()
-    finally:
-        gc.enable()
-    assert out == [x + 1 for x in range(1000)]
-    assert in_cycles == []
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("with_path", [False, True])
-async def test_a_finished_achunk_leaves_no_cycles_for_the_collector(
-    with_path: bool, tmp_path: Path
-) -> None:
-    path = tmp_path / "checkpoint.pkl" if with_path else None
-    gc.collect()
-    gc.disable()
-    try:
-        out = await achunk(add, [[x, 1] for x in range(1000)], chunk_size=2,
-                           progress_bar=False, path=path)  # fmt: skip
+        out = run_chunk(add, [[x, 1] for x in range(1000)], chunk_size=2,
+                        progress_bar=False, path=path)  # fmt: skip
         in_cycles = _state_in_cycles()
     finally:
         gc.enable()

@@ -214,37 +214,36 @@ class Threads:
         results: list[Any] = []
         # Unless results are streamed, only how many completed is reported.
         streaming, completed = calls.streaming, 0
+
+        def report(failure: tuple[int, BaseException] | None, exhausted: bool) -> Slice:
+            if streaming:
+                return indices, results, failure, exhausted
+            return range(completed), [], failure, exhausted
+
         clock, check_cancelled = time.perf_counter, anyio.from_thread.check_cancelled
         deadline = clock() + TIME_SLICE
         size = self._run_sizes.get(id(actor), 1)  # grows while calls are tiny
         while not calls.stopped:
             run = self._take_run(size)
             if run is None:
-                if not streaming:
-                    return range(completed), [], None, True
-                return indices, results, None, True
+                return report(None, True)
             ran = run.results
+            failure = None
             started = clock()
             try:
                 ran.extend(starmap(func, run.rows))
             except BaseException as exc:  # handled on the event loop
-                self._end_run(run)
-                if streaming:
-                    indices += run.indices[: len(ran)]
-                    results += ran
                 if calls.stops_the_run(exc):
                     calls.stop()  # no other slice starts a call now
-                completed += len(ran)
                 failure = (run.indices[len(ran)], exc)
-                if not streaming:
-                    return range(completed), [], failure, False
-                return indices, results, failure, False
             now = clock()
             self._end_run(run)  # its results are kept from here on
             if streaming:
                 indices += run.indices[: len(ran)]
                 results += ran
             completed += len(ran)
+            if failure is not None:
+                return report(failure, False)
             # The next run: as many calls as fit in half of RUN_TIME at this
             # run's pace, at most twice as many; one after a slow call.
             seconds = max(now - started, 1e-9)  # a clock may not have moved
@@ -261,9 +260,7 @@ class Threads:
             if now >= deadline:
                 break
         self._run_sizes[id(actor)] = size
-        if not streaming:
-            return range(completed), [], None, False
-        return indices, results, None, False
+        return report(None, False)
 
     def _take_run(self, size: int) -> _Run | None:
         """The next calls to start: the rest of a run, else up to ``size`` new ones.
