@@ -284,8 +284,9 @@ def test_a_timeout_landing_inside_arm_or_disarm_leaves_the_watchdog_usable(
     """The watchdog's exception lands at any Python line, even in its own code.
 
     A trace function raises ``TimeoutError`` where the real one could land:
-    as each Python function that ``arm``/``disarm`` calls returns. The lock
-    those take must be free afterwards, or every thread would hang on it.
+    as the first Python function that ``arm``/``disarm`` calls returns (with
+    a ``Condition`` as the lock, inside its ``__enter__``, the lock taken).
+    The lock must be free afterwards, or every thread would hang on it.
     """
     watchdog = Watchdog(60)
     landed: list[str] = []
@@ -303,13 +304,14 @@ def test_a_timeout_landing_inside_arm_or_disarm_leaves_the_watchdog_usable(
         watchdog.disarm()
 
     watchdog.arm()  # starts the watchdog's thread: disarm has nothing left
+    tracer = sys.gettrace()  # a debugger's or coverage's, if any
     sys.settrace(land)
     try:
         getattr(watchdog, method)()
     except TimeoutError:
         pass
     finally:
-        sys.settrace(None)
+        sys.settrace(tracer)
     other = threading.Thread(target=arm_and_disarm, daemon=True)
     other.start()
     other.join(timeout=10)
