@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -126,6 +127,9 @@ def main(
 
 
 if __name__ == "__main__":
+    # As a terminal's foreground process: Ctrl-C raises KeyboardInterrupt even
+    # when the tests run as a background job, whose SIGINT is ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     main(
         sys.argv[1],
         sys.argv[2],

@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.test_crash import Child, wait_until
-from thread_chunks import Checkpoint
+from thread_chunks import Checkpoint, chunk
 
 BOUND = 10.0
 """Seconds: generous, for a loaded machine; the target is under 2 s."""
@@ -96,8 +98,6 @@ def test_a_second_interrupt_never_ends_a_notebook_kernel(
     monkeypatch: pytest.MonkeyPatch, notebook: bool
 ) -> None:
     """In a kernel it raises KeyboardInterrupt, as before: the kernel lives."""
-    import threading
-
     from thread_chunks import _host
 
     monkeypatch.setattr(_host, "in_notebook", lambda: notebook)
@@ -110,3 +110,84 @@ def test_a_second_interrupt_never_ends_a_notebook_kernel(
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_a_signal_caught_by_another_thread_reaches_the_run(
+    monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    """Python runs signal handlers in the main thread only, once it runs again.
+
+    The kernel may hand a process's signal to any of its threads (here: the
+    helper thread, with ``pthread_kill``). A main thread asleep until the next
+    result, or until the run has stopped, would never see it while the calls
+    hang: it wakes up often enough to run the handler within a second.
+    """
+    from thread_chunks import _host
+
+    started, release, ended_now = (
+        threading.Event(),
+        threading.Event(),
+        threading.Event(),
+    )
+    seen: list[bool] = []
+
+    def hold(x: int) -> int:
+        started.set()
+        release.wait(30)
+        return x
+
+    def fake_end_now(signum: int, finished: threading.Event | None) -> None:
+        ended_now.set()  # the real one would end the pytest process
+
+    monkeypatch.setattr(_host, "end_now", fake_end_now)
+
+    def interrupt_from_here() -> None:
+        try:
+            started.wait(30)
+            if which == "second":  # the first one reaches the main thread
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                assert main_thread_waits_in("close")
+            else:
+                assert main_thread_waits_in("next_blocking")
+            # Sent once the main thread waits: before, it would run the handler.
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            if which == "first":  # the orderly stop began
+                seen.append(main_thread_waits_in("close", timeout=10))
+            else:
+                seen.append(ended_now.wait(10))
+        finally:
+            release.set()
+
+    # Python's own handler (importing dask_jobqueue.runner replaces it).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    helper = threading.Thread(target=interrupt_from_here)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            chunk(hold, [[1], [2]], chunk_size=2, progress_bar=False)
+    finally:
+        release.set()
+        helper.join()
+        signal.signal(signal.SIGINT, previous)
+    assert seen == [True], f"the {which} Ctrl-C was not seen while the calls ran"
+
+
+def main_thread_waits_in(function: str, timeout: float = 30) -> bool:
+    """Whether the main thread comes to wait on a lock, called from ``function``.
+
+    Not a short wait, such as for a call to the event loop's thread.
+    """
+    deadline = time.monotonic() + timeout
+    main = threading.main_thread().ident or 0
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(main)
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        waiting = names[:1] in (["wait"], ["_wait_for_tstate_lock"])  # a lock, a join
+        if waiting and function in names and "start_task_soon" not in names:
+            return True
+        time.sleep(0.001)
+    return False

@@ -25,7 +25,15 @@ from typing import Any
 import pytest
 
 from tests import engines
-from thread_chunks import CallsFailed, Checkpoint, WorkerDied, _executor, achunk, chunk
+from thread_chunks import (
+    CallsFailed,
+    Checkpoint,
+    WorkerDied,
+    _executor,
+    achunk,
+    chunk,
+    progress,
+)
 from thread_chunks._executor import BUDGET, BatchSizes, kill_our_workers
 from thread_chunks._remote import run_batch
 
@@ -185,6 +193,34 @@ def test_a_call_that_kills_its_worker_fails_alone(
         assert set(done) == set(range(30)) - {13}
     # Every call that finished is saved (a stop waits for the running ones).
     assert {i for i, c in enumerate(saved.completed) if c} == set(done)
+
+
+def test_the_calls_a_batch_finished_are_saved_while_a_later_call_runs(
+    tmp_path: Path,
+) -> None:
+    # Tiny calls: the second batch holds calls 1 to 64, and call 20 runs
+    # until the test releases it. The calls before it in its batch are saved
+    # while it runs, not hours later when the batch returns.
+    release, path = tmp_path / "release", tmp_path / "ck.pkl"
+    func = partial(engines.wait_for_file, str(release), 20)
+    out: list[Any] = []
+
+    def run() -> None:
+        out.extend(chunk(func, [[x] for x in range(100)], chunk_size=1,
+                         executor="processes", path=path,
+                         progress_bar=False))  # fmt: skip
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_until(lambda: path.exists() and progress(path).done >= 20)
+        saved = Checkpoint.load(path)
+        assert [i for i, c in enumerate(saved.completed) if c] == list(range(20))
+        assert saved.output[:20] == list(range(20))
+    finally:
+        release.touch()
+        thread.join()
+    assert out == list(range(100))
 
 
 @pytest.mark.parametrize("how", ["exit", "kill"])

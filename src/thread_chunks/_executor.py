@@ -42,7 +42,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
-from typing import Any, NamedTuple
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import anyio.from_thread
@@ -50,6 +51,9 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ._actors import Calls
+
+if TYPE_CHECKING:
+    from ._remote import SideFile
 
 __all__ = [
     "BUDGET",
@@ -396,7 +400,10 @@ class _TimedOut(Exception):
 
 
 async def wait_for_future(
-    future: Future[Any], withdraw: bool = True, abandon_after: float | None = None
+    future: Future[Any],
+    withdraw: bool = True,
+    abandon_after: float | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> Any:
     """Wait for ``future`` without blocking a thread and return its result.
 
@@ -404,7 +411,8 @@ async def wait_for_future(
     false: the future cannot tell whether its call runs); one that is running
     is waited for, shielded, and its result returned so that it can be saved.
     After ``abandon_after`` seconds a future still queued is cancelled and one that
-    runs is abandoned: :class:`_TimedOut` says which.
+    runs is abandoned: :class:`_TimedOut` says which. ``meanwhile`` is called
+    every :data:`BUDGET` seconds while the future is not done.
     """
     abandoned = threading.Event()
     done = _done_event(future, abandoned)
@@ -413,7 +421,7 @@ async def wait_for_future(
     )
     with anyio.CancelScope(deadline=deadline) as timer:
         try:
-            await done.wait()
+            await _wait(done, meanwhile)
         except anyio.get_cancelled_exc_class():
             if timer.cancel_called:  # the timeout: handled below
                 raise
@@ -423,13 +431,25 @@ async def wait_for_future(
             # its result returned. The cancel scope stays cancelled, so the
             # caller's next checkpoint raises again.
             with anyio.CancelScope(shield=True):
-                await done.wait()
+                await _wait(done, meanwhile)
     if not future.done():
         # Its end must not wait for this event loop, which may be blocked
         # then (in the executor's shutdown, say): it would wait forever.
         abandoned.set()
         raise _TimedOut(started=not future.cancel())
     return future.result()
+
+
+async def _wait(done: anyio.Event, meanwhile: Callable[[], None] | None) -> None:
+    """Wait for ``done``, calling ``meanwhile`` every :data:`BUDGET` seconds."""
+    if meanwhile is None:
+        await done.wait()
+        return
+    while True:
+        with anyio.move_on_after(BUDGET):
+            await done.wait()
+            return
+        meanwhile()
 
 
 def _done_event(
@@ -617,8 +637,7 @@ class Batches:
             batch = calls.take(size)
             if not batch:
                 return
-            own = self.executor if isinstance(self.executor, OwnPool) else None
-            side = own.side_file() if own is not None and len(batch) > 1 else None
+            side = self._side_file(batch)
             try:
                 outcome, seconds = await self._send(
                     actor, batch, self.stop_at_failure, side
@@ -640,9 +659,33 @@ class Batches:
             finally:
                 if side is not None:
                     with suppress(OSError):
-                        os.remove(side)
-            if not await self._keep(actor, batch, outcome, seconds):
+                        os.remove(side.path)
+            if not await self._keep(actor, batch, outcome, seconds, side):
                 return
+
+    def _side_file(self, batch: list[int]) -> SideFile | None:
+        """The side file of a batch of several calls on our own pool."""
+        if not isinstance(self.executor, OwnPool) or len(batch) == 1:
+            return None
+        from ._remote import SideFile
+
+        return SideFile(self.executor.side_file())
+
+    def _harvest(self, batch: list[int], side: SideFile) -> None:
+        """Keep the results that a running batch has appended to its side file.
+
+        A batch returns once its budget is spent, but only after the call it
+        runs then: a slow call (or one that hangs) would otherwise hold the
+        results finished before it, unsaved and off the progress bar.
+        """
+        results = side.read()
+        if results:
+            positions = sorted(results)
+            ran = [batch[p] for p in positions]
+            kept = [results[p] for p in positions]
+            self.calls.completed(ran, kept)
+            self.calls.reported(ran, kept)
+            side.kept.update(positions)
 
     async def call(self, actor: Any, index: int) -> Any:
         """One attempt at call ``index``: a batch of one."""
@@ -675,24 +718,17 @@ class Batches:
         return True
 
     async def _keep_side(
-        self, actor: Any, batch: list[int], side: str
+        self, actor: Any, batch: list[int], side: SideFile
     ) -> list[int] | None:
         """Keep the calls of a dead batch that its side file says finished.
 
         Returns the calls to run again, or ``None`` if the run is not to go
         on (a failure among those kept stops it).
         """
-        from ._remote import read_side
-
         calls = self.calls
-        results, failures = read_side(side)
-        if results:
-            positions = sorted(results)
-            ran = [batch[p] for p in positions]
-            kept = [results[p] for p in positions]
-            calls.completed(ran, kept)
-            calls.reported(ran, kept)
-        finished = {*results, *(position for position, _, _ in failures)}
+        self._harvest(batch, side)
+        failures = side.failures
+        finished = {*side.kept, *(position for position, _, _ in failures)}
         rest = [index for p, index in enumerate(batch) if p not in finished]
         going_on = True
         for position, exc, text in failures:
@@ -709,7 +745,7 @@ class Batches:
         actor: Any,
         batch: list[int],
         stop_at_failure: bool,
-        side: str | None = None,
+        side: SideFile | None = None,
     ) -> tuple[Batch, float]:
         """Run the calls ``batch`` in one task of the executor.
 
@@ -733,13 +769,20 @@ class Batches:
                 if self.pickled and len(batch) > 1:  # pickled at once, unpickled fast
                     arguments = pickle_arguments(arguments)
                 task = (func, arguments, stop_at_failure, self.pickled,
-                        self.calls.keywords, BUDGET, side)  # fmt: skip
+                        self.calls.keywords, BUDGET,
+                        None if side is None else side.path)  # fmt: skip
                 if own is not None:
                     future = own.submit_batch(task, self.timeout)
                     # Never cancelled: pebble would kill a running task's
                     # worker, and every task sent to our pool (no more than
                     # it has workers) starts at once.
-                    sent = await wait_for_future(future, withdraw=False)
+                    sent = await wait_for_future(
+                        future,
+                        withdraw=False,
+                        meanwhile=None
+                        if side is None
+                        else partial(self._harvest, batch, side),
+                    )
                 else:
                     assert not isinstance(self.executor, OwnPool)
                     future = self.executor.submit(run_batch, *task)
@@ -814,18 +857,26 @@ class Batches:
         self.calls.stop((batch[0], exc))
 
     async def _keep(
-        self, actor: Any, batch: list[int], outcome: Batch, seconds: float
+        self,
+        actor: Any,
+        batch: list[int],
+        outcome: Batch,
+        seconds: float,
+        side: SideFile | None = None,
     ) -> bool:
-        """Keep what a batch sent back; return whether to go on."""
+        """Keep what a batch sent back (but what ``side`` kept); go on?"""
         calls = self.calls
         ran, results = batch[: len(outcome.results)], outcome.results
         if len(ran) < len(batch):  # not started: next, before new calls
             calls.give_back(batch[len(ran) :])
             self.sizes.give_back(len(batch) - len(ran))
         self.sizes.learn(len(ran), seconds, outcome.slowest)
-        if outcome.failures:  # keep the others' results first
-            failed = {position for position, _, _ in outcome.failures}
-            kept = [p for p in range(len(ran)) if p not in failed]
+        if outcome.failures or (side is not None and side.kept):
+            # The failures' and those kept already: the others' results first.
+            skip = {position for position, _, _ in outcome.failures}
+            if side is not None:
+                skip |= side.kept
+            kept = [p for p in range(len(ran)) if p not in skip]
             ran, results = [ran[p] for p in kept], [results[p] for p in kept]
         if ran:
             calls.completed(ran, results)

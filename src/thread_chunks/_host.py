@@ -61,6 +61,12 @@ R = TypeVar("R")
 END: Any = object()
 """What :meth:`HostedRun.next` returns once the run has ended."""
 
+SIGNAL_CHECK = 0.1
+"""Seconds between two wake-ups of a thread that waits for a run. Python runs
+signal handlers in the main thread, when it runs, and the kernel may hand a
+signal to any thread: a main thread that slept until the next result would
+not see a Ctrl-C while the calls hang."""
+
 
 class Mailbox:
     """What a run reports to its entry point, put from any thread, taken in order."""
@@ -100,7 +106,8 @@ class Mailbox:
     def take_blocking(self) -> list[tuple[str, Any]]:
         """Take every item queued, blocking until there is one (Ctrl-C interrupts)."""
         with self._condition:
-            self._condition.wait_for(lambda: self._items)
+            while not self._items:
+                self._condition.wait(SIGNAL_CHECK)
             return self._take()
 
     async def take(self) -> list[tuple[str, Any]]:
@@ -368,6 +375,9 @@ class ResultIterator(Iterator[tuple[int, R]]):
             self._future.cancel()
         if self._stack is not None:
             with signals_end_the_process(self._hosted.finished):
+                if self._future is not None:  # in slices: see SIGNAL_CHECK
+                    while not self._hosted.finished.wait(SIGNAL_CHECK):
+                        pass
                 self._stack.close()
 
     def stop_at_exit(self) -> None:

@@ -14,6 +14,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 
 import cloudpickle
 
-__all__ = ["Invocation", "pickle_arguments", "run_batch", "set_up_worker"]
+__all__ = ["Invocation", "SideFile", "pickle_arguments", "run_batch", "set_up_worker"]
 
 Failure = tuple[int, BaseException, str]
 """``(position in the batch, exception, traceback text)``."""
@@ -56,12 +57,9 @@ def run_batch(
     the slowest call.
 
     With ``side``, the path of a file (a local pool's worker), the results
-    also leave the worker as they are computed: each record appended to it
-    is a pickle of ``(position of its first call, results, failures)``,
-    written once :data:`SIDE_EVERY` seconds have passed since the last one or
-    a call took :data:`SIDE_SLOW` seconds or more. If the worker dies, the
-    driver keeps what the file holds and runs again only the other calls. A
-    record that cannot be pickled is left out: its calls would run again.
+    also leave the worker as they are computed (:class:`_SideWriter`): the
+    driver keeps them while a slow call runs, and if the worker dies it runs
+    again only the calls that the file does not hold.
     """
     pickled = isinstance(arguments, bytes)
     if other_process is None:
@@ -77,42 +75,33 @@ def run_batch(
     started = before = clock()
     deadline = started + (budget if budget is not None else float("inf"))
     slowest = 0.0
-    file = None
-    if side is not None:
-        try:
-            file = open(side, "ab")  # noqa: SIM115
-        except OSError:  # results only sent back then
-            file = None
-    written = failures_written = 0  # the calls and failures in the file
-    last_write = started
-    for position, args in enumerate(calls):
-        try:
-            if keywords and isinstance(args, Mapping):
-                results.append(func(**args))
-            else:
-                results.append(func(*args))
-        except BaseException as exc:
-            results.append(None)
-            text = traceback.format_exc() if other_process else ""
-            failures.append((position, exc, text))
-            if stop_at_failure or not isinstance(exc, Exception):
+    writer = None if side is None else _SideWriter.open(side, results, failures)
+    try:
+        for position, args in enumerate(calls):
+            try:
+                if keywords and isinstance(args, Mapping):
+                    results.append(func(**args))
+                else:
+                    results.append(func(*args))
+            except BaseException as exc:
+                text = traceback.format_exc() if other_process else ""
+                failures.append((position, exc, text))  # before its result
+                results.append(None)
+                if stop_at_failure or not isinstance(exc, Exception):
+                    break
+            now = clock()
+            if now - before > slowest:
+                slowest = now - before
+            if writer is not None and (
+                now - before >= SIDE_SLOW or now - writer.last_write >= SIDE_EVERY
+            ):
+                writer.write()
+            if now >= deadline:
                 break
-        now = clock()
-        if now - before > slowest:
-            slowest = now - before
-        if file is not None and (
-            now - before >= SIDE_SLOW or now - last_write >= SIDE_EVERY
-        ):
-            if not _write_side(file, written, results, failures[failures_written:]):
-                file.close()  # a record may be cut short: none after it
-                file = None
-            written, failures_written = len(results), len(failures)
-            last_write = clock()
-        if now >= deadline:
-            break
-        before = now
-    if file is not None:
-        file.close()
+            before = now
+    finally:
+        if writer is not None:
+            writer.close()
     if other_process:
         return _pickle(results, failures, slowest)
     return results, failures, slowest
@@ -126,48 +115,123 @@ SIDE_SLOW = 0.0001
 """Seconds of a call after which its result goes to the side file at once."""
 
 
-def _write_side(
-    file: Any, start: int, results: list[Any], failures: list[Failure]
-) -> bool:
-    """Append the results from ``start`` on, and ``failures``, to ``file``.
+SIDE_STUCK = 0.05
+"""Seconds after which the results not yet in the side file go there while a
+call runs: a slow call does not hold those finished before it."""
 
-    Returns whether the file can take more records.
+
+class _SideWriter:
+    """Appends a batch's results to its side file as its calls return.
+
+    The batch writes after a call, once :data:`SIDE_EVERY` seconds have
+    passed since the last record or when the call was slow; a thread of its
+    own writes what is left every :data:`SIDE_STUCK` seconds while a call
+    runs. Each record is a pickle of ``(position of its first call, results,
+    failures)``; a record that cannot be pickled is left out, and a failed
+    write ends the file (a record may be cut short: none after it).
     """
-    try:
-        data = _dumps((start, results[start:], failures))
-    except Exception:  # sent back with the batch; run again if it dies
-        return True
-    try:
-        file.write(data)
-        file.flush()
-    except OSError:
-        return False
-    return True
 
+    def __init__(self, file: Any, results: list[Any], failures: list[Failure]):
+        self._file: Any = file
+        self._results = results
+        self._failures = failures
+        self._written = self._failures_written = 0
+        self.last_write = time.perf_counter()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name="thread-chunks side file", daemon=True
+        )
+        self._thread.start()
 
-def read_side(path: str) -> tuple[dict[int, Any], list[Failure]]:
-    """What a batch's side file holds: results by position, and failures.
+    @classmethod
+    def open(
+        cls, path: str, results: list[Any], failures: list[Failure]
+    ) -> _SideWriter | None:
+        """A writer of the results and failures appended to these lists."""
+        try:
+            file = open(path, "ab")  # noqa: SIM115
+        except OSError:  # results only sent back then
+            return None
+        return cls(file, results, failures)
 
-    Reads up to the first record that is not whole (its worker died while
-    writing it).
-    """
-    results: dict[int, Any] = {}
-    failures: list[Failure] = []
-    try:
-        file = open(path, "rb")  # noqa: SIM115
-    except OSError:
-        return results, failures
-    with file:
-        while True:
+    def write(self) -> None:
+        """Append the results and failures not yet written."""
+        with self._lock:
+            count = len(self._results)  # a failure is listed before its result
+            failures = self._failures[self._failures_written :]
+            if self._file is None or (count == self._written and not failures):
+                return
             try:
-                start, some, failed = pickle.load(file)
-            except Exception:  # the end, or a record cut short
-                break
-            results.update(enumerate(some, start))
-            failures.extend(failed)
-    for position, _, _ in failures:
-        results.pop(position, None)
-    return results, failures
+                data = _dumps((self._written, self._results[self._written : count],
+                               failures))  # fmt: skip
+            except Exception:  # sent back with the batch; run again if it dies
+                data = b""
+            try:
+                self._file.write(data)
+                self._file.flush()
+            except OSError:
+                self._file.close()
+                self._file = None
+            self._written = count
+            self._failures_written += len(failures)
+            self.last_write = time.perf_counter()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(SIDE_STUCK):
+            if time.perf_counter() - self.last_write >= SIDE_STUCK:
+                self.write()
+
+    def close(self) -> None:
+        """Stop the thread and close the file."""
+        self._closed.set()
+        self._thread.join()
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class SideFile:
+    """A batch's side file, read by the driver while its worker appends to it.
+
+    Each read takes the records appended since the last one, up to the
+    first that is not whole (its worker is writing it, or died writing it).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.kept: set[int] = set()
+        """The positions in the batch whose results the driver has kept."""
+        self.failures: list[Failure] = []
+        """Every failure read so far."""
+        self._failed: set[int] = set()
+        self._offset = 0
+
+    def read(self) -> dict[int, Any]:
+        """The results appended since the last read, by position in the batch.
+
+        Failures go to :attr:`failures`; a failed call has no result here.
+        """
+        results: dict[int, Any] = {}
+        try:
+            file = open(self.path, "rb")  # noqa: SIM115
+        except OSError:
+            return results
+        with file:
+            file.seek(self._offset)
+            while True:
+                try:
+                    start, some, failed = pickle.load(file)
+                except Exception:  # the end, or a record not whole
+                    break
+                self._offset = file.tell()
+                results.update(enumerate(some, start))
+                self.failures.extend(failed)
+                self._failed.update(position for position, _, _ in failed)
+        for position in self._failed.intersection(results):
+            del results[position]
+        return results
 
 
 class Invocation:
