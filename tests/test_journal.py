@@ -18,7 +18,7 @@ from saveable_objects import SaveableObject
 
 from tests.helpers import RunChunk
 from thread_chunks import Checkpoint, CheckpointFailedWarning, chunk, progress
-from thread_chunks._journal import Journal, new_key, write_file
+from thread_chunks._journal import Journal, groups, new_key, write_file
 
 N = 8
 
@@ -445,3 +445,33 @@ def test_a_complete_resume_builds_no_dictionary_of_its_results(
     params[5] = [1]  # another run: replaced, and its results read into a dict
     chunk(abs, params, chunk_size=2, progress_bar=False, path=path)
     assert any(settled)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 10**6), st.integers(0, 40), st.booleans()),
+        max_size=30,
+    ),
+    st.integers(1, 50),
+)
+def test_groups_cut_runs_into_groups_in_order(
+    spans: list[tuple[int, int, bool]], size: int
+) -> None:
+    # Runs of ranges and of lists (failures have negative keys), cut where a
+    # group is full: the same indices and results in the same order.
+    runs: list[tuple[Any, list[Any]]] = []
+    for start, length, as_range in spans:
+        indices: Any = range(start, start + length)
+        if not as_range:
+            indices = [-i - 1 if i % 3 == 0 else i for i in indices]
+        runs.append((indices, [f"r{i}" for i in indices]))
+    cut = list(groups(runs, size))
+    flat = [
+        (i, r)
+        for indices, results in runs
+        for i, r in zip(indices, results, strict=True)
+    ]
+    assert [(i, r) for g, rs, _ in cut for i, r in zip(g, rs, strict=True)] == flat
+    assert all(0 < len(g) <= size for g, _, _ in cut)
+    assert all(len(g) == size for g, _, _ in cut[:-1])
+    assert [top for _, _, top in cut] == [max(g) for g, _, _ in cut]

@@ -35,7 +35,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, islice, repeat
+from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import IO, TYPE_CHECKING, Any
 
@@ -290,6 +290,37 @@ def columns(runs: Runs) -> tuple[Iterator[int], Iterator[Any]]:
     return indices, chain.from_iterable(map(itemgetter(1), runs))
 
 
+def groups(runs: Runs, size: int = 0) -> Iterator[tuple[list[int], list[Any], int]]:
+    """The results of ``runs`` in groups of at most ``size`` (:data:`GROUP_SIZE`).
+
+    Each group comes as its indices, its results and its largest index. A
+    run is taken whole where it fits (``list.extend`` copies it in C), and
+    the largest index of a ``range`` is its last.
+    """
+    size = size or GROUP_SIZE
+    indices: list[int] = []
+    results: list[Any] = []
+    largest = 0
+    for run_indices, run_results in runs:
+        start, count = 0, len(run_indices)
+        while start < count:
+            stop = min(count, start + size - len(indices))
+            if start == 0 and stop == count:
+                part, kept = run_indices, run_results
+            else:
+                part, kept = run_indices[start:stop], run_results[start:stop]
+            indices += part
+            results += kept
+            top = part[-1] if type(part) is range and part.step > 0 else max(part)
+            largest = top if len(indices) == len(part) else max(largest, top)
+            start = stop
+            if len(indices) == size:
+                yield indices, results, largest
+                indices, results = [], []
+    if indices:
+        yield indices, results, largest
+
+
 GROUP_SIZE = 4096
 """Results in one group at most: its columns stay in the CPU's cache while
 they are woven into frames (twice as fast as 200,000 at once), and a float or
@@ -382,17 +413,19 @@ class Journal:
         results are in the CPU's cache. Returns the indices of the results
         that cannot be pickled: they are left out.
         """
-        all_indices, all_results = columns(runs)
         unpicklable: list[int] = []
-        while indices := list(islice(all_indices, GROUP_SIZE)):
-            results = list(islice(all_results, GROUP_SIZE))
-            unpicklable += self._group(writer, indices, results)
+        for indices, results, largest in groups(runs):
+            unpicklable += self._group(writer, indices, results, largest)
         return unpicklable
 
     def _group(
-        self, writer: FrameWriter, indices: Sequence[int], results: Sequence[Any]
+        self,
+        writer: FrameWriter,
+        indices: Sequence[int],
+        results: Sequence[Any],
+        largest: int,
     ) -> list[int]:
-        """Write the frames of one group of results: see :meth:`_frames`."""
+        """Write the frames of one group of results (``largest``: its top index)."""
         types = set(map(type, results))
         # Failures are tuples: only then look for their negative keys.
         if any(issubclass(t, tuple) for t in types) and min(indices) < 0:
@@ -406,7 +439,7 @@ class Journal:
             if not indices:
                 return []
             types = set(map(type, results))
-        if types <= PLAIN_TYPES and max(indices) <= _BELOW_2_32:
+        if types <= PLAIN_TYPES and largest <= _BELOW_2_32:
             number = NUMBER_KINDS.get(next(iter(types))) if len(types) == 1 else None
             if number is not None:
                 try:  # numbers: 8 bytes each, no pickle
