@@ -191,3 +191,42 @@ def main_thread_waits_in(function: str, timeout: float = 30) -> bool:
             return True
         time.sleep(0.001)
     return False
+
+
+def test_a_second_signal_takes_no_lock_the_main_thread_may_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``end_now`` runs in a signal handler, in the main thread, at any line.
+
+    There it may interrupt ``close()`` inside ``finished.wait()``, which holds
+    the event's lock: waiting on the event again would wait forever.
+    """
+    import types
+
+    from thread_chunks import _host
+
+    class Ended(Exception):
+        pass
+
+    def raise_signal(signum: int) -> None:
+        raise Ended
+
+    fake = types.SimpleNamespace(SIGINT=signal.SIGINT, SIG_DFL=signal.SIG_DFL,
+                                 Signals=signal.Signals, raise_signal=raise_signal,
+                                 signal=lambda *_: None)  # fmt: skip
+    monkeypatch.setattr(_host, "signal", fake)
+    monkeypatch.setattr(_host, "GRACE", 0.05)
+    finished = threading.Event()
+    ended: list[bool] = []
+
+    def interrupted_inside_wait() -> None:  # a thread: a deadlock fails, not hangs
+        with finished._cond:  # type: ignore[attr-defined]  # as in finished.wait()
+            try:
+                _host.end_now(signal.SIGINT, finished)
+            except Ended:
+                ended.append(True)
+
+    thread = threading.Thread(target=interrupted_inside_wait, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert ended == [True], "the second signal waited for a lock held by its thread"

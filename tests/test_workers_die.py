@@ -496,3 +496,27 @@ def test_dask_killed_worker_fails_the_call_with_worker_died(tmp_path: Path) -> N
     assert "call 0" in str(out[0])
     assert type(out[0].__cause__).__name__ == "KilledWorker"
     assert out[1:] == [1, 2, 3]
+
+
+def test_a_side_record_that_cannot_be_pickled_ends_the_side_file(
+    tmp_path: Path,
+) -> None:
+    # The worker's side-file thread may write between a failure and its None
+    # result. If that record (the failure) cannot be pickled, no later record
+    # may go out: its None would be read as call 0's result.
+    from thread_chunks._remote import SideFile, _SideWriter
+
+    path = str(tmp_path / "side.pickle")
+    results: list[Any] = []
+    failures: list[Any] = [(0, engines.HoldsALock("no pickle"), "")]
+    writer = _SideWriter.open(path, results, failures)
+    assert writer is not None
+    try:
+        writer.write()  # the failure alone: cannot be pickled
+        results += [None, 5]
+        writer.write()
+    finally:
+        writer.close()
+    side = SideFile(path)
+    assert side.read() == {}
+    assert side.failures == []

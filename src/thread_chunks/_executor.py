@@ -412,7 +412,7 @@ async def wait_for_future(
     is waited for, shielded, and its result returned so that it can be saved.
     After ``abandon_after`` seconds a future still queued is cancelled and one that
     runs is abandoned: :class:`_TimedOut` says which. ``meanwhile`` is called
-    every :data:`BUDGET` seconds while the future is not done.
+    while the future runs long (see :func:`_wait`).
     """
     abandoned = threading.Event()
     done = _done_event(future, abandoned)
@@ -440,16 +440,33 @@ async def wait_for_future(
     return future.result()
 
 
+class _MeanwhileFailed(Exception):
+    """What ``meanwhile`` raised, once the future it ran beside is done."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 async def _wait(done: anyio.Event, meanwhile: Callable[[], None] | None) -> None:
-    """Wait for ``done``, calling ``meanwhile`` every :data:`BUDGET` seconds."""
-    if meanwhile is None:
-        await done.wait()
-        return
-    while True:
-        with anyio.move_on_after(BUDGET):
+    """Wait for ``done``; from 2 :data:`BUDGET` on, call ``meanwhile`` every BUDGET.
+
+    A batch within its budget is back before the first call. What
+    ``meanwhile`` raises is raised as :class:`_MeanwhileFailed` once ``done``
+    is set: the task it watches is never left running.
+    """
+    interval = 2 * BUDGET
+    while meanwhile is not None:
+        with anyio.move_on_after(interval):
             await done.wait()
             return
-        meanwhile()
+        interval = BUDGET
+        try:
+            meanwhile()
+        except Exception as exc:
+            await done.wait()
+            raise _MeanwhileFailed(exc) from exc
+    await done.wait()
 
 
 def _done_event(
@@ -645,6 +662,8 @@ class Batches:
             except _Broken as broken:
                 self._stop_broken(batch, broken)
                 return
+            except _MeanwhileFailed as failed:  # ours, not the batch's
+                raise failed.error from failed.error.__cause__
             except Exception as exc:  # the batch as a whole: its worker died...
                 if len(batch) == 1:
                     going_on = await calls.failed(actor, batch[0], exc)
@@ -787,7 +806,7 @@ class Batches:
                     assert not isinstance(self.executor, OwnPool)
                     future = self.executor.submit(run_batch, *task)
                     sent = await wait_for_future(future, abandon_after=self.timeout)
-            except anyio.get_cancelled_exc_class():
+            except (anyio.get_cancelled_exc_class(), _MeanwhileFailed):
                 raise
             except Exception as exc:
                 failure = self._failure(batch, exc, own is not None)

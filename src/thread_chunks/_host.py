@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 import weakref
 from collections import deque
@@ -375,7 +376,9 @@ class ResultIterator(Iterator[tuple[int, R]]):
             self._future.cancel()
         if self._stack is not None:
             with signals_end_the_process(self._hosted.finished):
-                if self._future is not None:  # in slices: see SIGNAL_CHECK
+                if self._future is not None and in_main_thread():
+                    # In slices (see SIGNAL_CHECK); never on the loop's thread
+                    # (a __del__ there), where the run could not end meanwhile.
                     while not self._hosted.finished.wait(SIGNAL_CHECK):
                         pass
                 self._stack.close()
@@ -560,8 +563,13 @@ def end_now(signum: int, finished: threading.Event | None) -> NoReturn:
     logger.warning("second %s: stopping now, without waiting for the calls", name)
     with suppress(Exception):  # our pools' workers, hung or not
         kill_our_workers()
-    if finished is not None:
-        finished.wait(GRACE)
+    # Not finished.wait(): this handler may run while the main thread holds
+    # that event's lock, in its own wait (close() waits for it in slices).
+    deadline = time.monotonic() + GRACE
+    while finished is not None and not finished.is_set():
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
     signal.signal(signum, signal.SIG_DFL)
     signal.raise_signal(signum)
     os._exit(128 + signum)  # if the signal could not end the process
@@ -570,11 +578,16 @@ def end_now(signum: int, finished: threading.Event | None) -> NoReturn:
 _Handler = Callable[[int, FrameType | None], None]
 
 
+def in_main_thread() -> bool:
+    """Whether this is the main thread, the one where signal handlers run."""
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextmanager
 def _handlers(handlers: dict[int, _Handler]) -> Iterator[None]:
     """Handle these signals meanwhile, each where its handler is the default
     or one of ours; in the main thread only (where ``signal.signal`` works)."""
-    if threading.current_thread() is not threading.main_thread():
+    if not in_main_thread():
         yield
         return
     previous: dict[int, Any] = {}

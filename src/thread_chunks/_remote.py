@@ -127,8 +127,10 @@ class _SideWriter:
     passed since the last record or when the call was slow; a thread of its
     own writes what is left every :data:`SIDE_STUCK` seconds while a call
     runs. Each record is a pickle of ``(position of its first call, results,
-    failures)``; a record that cannot be pickled is left out, and a failed
-    write ends the file (a record may be cut short: none after it).
+    failures)``. A record that cannot be pickled or written ends the file
+    (none after it: a result must not go without the failure listed before
+    it); what it held comes back with the batch, or runs again if the worker
+    dies.
     """
 
     def __init__(self, file: Any, results: list[Any], failures: list[Failure]):
@@ -165,22 +167,23 @@ class _SideWriter:
             try:
                 data = _dumps((self._written, self._results[self._written : count],
                                failures))  # fmt: skip
-            except Exception:  # sent back with the batch; run again if it dies
-                data = b""
-            try:
                 self._file.write(data)
                 self._file.flush()
-            except OSError:
-                self._file.close()
+            except Exception:  # sent back with the batch; run again if it dies
+                self._file.close()  # no record after a missing one
                 self._file = None
             self._written = count
             self._failures_written += len(failures)
             self.last_write = time.perf_counter()
 
     def _watch(self) -> None:
-        while not self._closed.wait(SIDE_STUCK):
-            if time.perf_counter() - self.last_write >= SIDE_STUCK:
+        wait = SIDE_STUCK
+        while not self._closed.wait(wait):
+            idle = time.perf_counter() - self.last_write
+            if idle >= SIDE_STUCK:
                 self.write()
+                idle = 0.0
+            wait = SIDE_STUCK - idle
 
     def close(self) -> None:
         """Stop the thread and close the file."""
