@@ -8,6 +8,7 @@ handler to act on: the first signal's orderly stop would wait for them forever.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -230,3 +231,50 @@ def test_a_second_signal_takes_no_lock_the_main_thread_may_hold(
     thread.start()
     thread.join(10)
     assert ended == [True], "the second signal waited for a lock held by its thread"
+
+
+def test_a_second_signal_logs_without_a_lock_the_main_thread_may_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A logging handler's lock may be held where the signal lands (a
+    ``QueueHandler``'s is not reentrant): the handler must not wait for it."""
+    import types
+
+    from thread_chunks import _host
+
+    class Ended(Exception):
+        pass
+
+    def raise_signal(signum: int) -> None:
+        raise Ended
+
+    fake = types.SimpleNamespace(SIGINT=signal.SIGINT, SIG_DFL=signal.SIG_DFL,
+                                 Signals=signal.Signals, raise_signal=raise_signal,
+                                 signal=lambda *_: None)  # fmt: skip
+    monkeypatch.setattr(_host, "signal", fake)
+    monkeypatch.setattr(_host, "GRACE", 0.05)
+
+    class Quiet(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            pass
+
+    held = Quiet()
+    held.lock = threading.Lock()  # type: ignore[assignment]  # not reentrant
+    logger = logging.getLogger("thread_chunks")
+    logger.addHandler(held)
+    ended: list[bool] = []
+
+    def interrupted_while_logging() -> None:  # a thread: a deadlock fails, not hangs
+        with held.lock:  # type: ignore[union-attr]
+            try:
+                _host.end_now(signal.SIGINT, None)
+            except Ended:
+                ended.append(True)
+
+    try:
+        thread = threading.Thread(target=interrupted_while_logging, daemon=True)
+        thread.start()
+        thread.join(10)
+    finally:
+        logger.removeHandler(held)
+    assert ended == [True], "the second signal waited for a logging lock"

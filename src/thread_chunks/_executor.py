@@ -464,7 +464,8 @@ async def _wait(done: anyio.Event, meanwhile: Callable[[], None] | None) -> None
         try:
             meanwhile()
         except Exception as exc:
-            await done.wait()
+            with anyio.CancelScope(shield=True):  # nothing replaces exc
+                await done.wait()
             raise _MeanwhileFailed(exc) from exc
     await done.wait()
 

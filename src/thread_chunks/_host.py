@@ -560,7 +560,16 @@ def end_now(signum: int, finished: threading.Event | None) -> NoReturn:
     parent, ``128 + signum`` in a shell).
     """
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    logger.warning("second %s: stopping now, without waiting for the calls", name)
+    # From a thread of its own, waited for briefly: this handler may run while
+    # the main thread holds a logging handler's lock (a QueueHandler's is not
+    # reentrant), and logging here would then wait forever.
+    said = threading.Thread(
+        target=logger.warning,
+        args=("second %s: stopping now, without waiting for the calls", name),
+        daemon=True,
+    )
+    said.start()
+    said.join(0.1)
     with suppress(Exception):  # our pools' workers, hung or not
         kill_our_workers()
     # Not finished.wait(): this handler may run while the main thread holds

@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 import cloudpickle
@@ -170,7 +171,8 @@ class _SideWriter:
                 self._file.write(data)
                 self._file.flush()
             except Exception:  # sent back with the batch; run again if it dies
-                self._file.close()  # no record after a missing one
+                with suppress(Exception):  # no record after a missing one
+                    self._file.close()
                 self._file = None
             self._written = count
             self._failures_written += len(failures)
