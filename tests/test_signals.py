@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,35 +203,11 @@ def test_a_second_signal_takes_no_lock_the_main_thread_may_hold(
     There it may interrupt ``close()`` inside ``finished.wait()``, which holds
     the event's lock: waiting on the event again would wait forever.
     """
-    import types
-
-    from thread_chunks import _host
-
-    class Ended(Exception):
-        pass
-
-    def raise_signal(signum: int) -> None:
-        raise Ended
-
-    fake = types.SimpleNamespace(SIGINT=signal.SIGINT, SIG_DFL=signal.SIG_DFL,
-                                 Signals=signal.Signals, raise_signal=raise_signal,
-                                 signal=lambda *_: None)  # fmt: skip
-    monkeypatch.setattr(_host, "signal", fake)
-    monkeypatch.setattr(_host, "GRACE", 0.05)
     finished = threading.Event()
-    ended: list[bool] = []
-
-    def interrupted_inside_wait() -> None:  # a thread: a deadlock fails, not hangs
-        with finished._cond:  # type: ignore[attr-defined]  # as in finished.wait()
-            try:
-                _host.end_now(signal.SIGINT, finished)
-            except Ended:
-                ended.append(True)
-
-    thread = threading.Thread(target=interrupted_inside_wait, daemon=True)
-    thread.start()
-    thread.join(10)
-    assert ended == [True], "the second signal waited for a lock held by its thread"
+    lock = finished._cond  # type: ignore[attr-defined]  # as in finished.wait()
+    assert ends_while_holding(monkeypatch, lock, finished), (
+        "the second signal waited for a lock held by its thread"
+    )
 
 
 def test_a_second_signal_logs_without_a_lock_the_main_thread_may_hold(
@@ -238,21 +215,6 @@ def test_a_second_signal_logs_without_a_lock_the_main_thread_may_hold(
 ) -> None:
     """A logging handler's lock may be held where the signal lands (a
     ``QueueHandler``'s is not reentrant): the handler must not wait for it."""
-    import types
-
-    from thread_chunks import _host
-
-    class Ended(Exception):
-        pass
-
-    def raise_signal(signum: int) -> None:
-        raise Ended
-
-    fake = types.SimpleNamespace(SIGINT=signal.SIGINT, SIG_DFL=signal.SIG_DFL,
-                                 Signals=signal.Signals, raise_signal=raise_signal,
-                                 signal=lambda *_: None)  # fmt: skip
-    monkeypatch.setattr(_host, "signal", fake)
-    monkeypatch.setattr(_host, "GRACE", 0.05)
 
     class Quiet(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -262,19 +224,46 @@ def test_a_second_signal_logs_without_a_lock_the_main_thread_may_hold(
     held.lock = threading.Lock()  # type: ignore[assignment]  # not reentrant
     logger = logging.getLogger("thread_chunks")
     logger.addHandler(held)
+    try:
+        ended = ends_while_holding(monkeypatch, held.lock, None)
+    finally:
+        logger.removeHandler(held)
+    assert ended, "the second signal waited for a logging lock"
+
+
+def ends_while_holding(
+    monkeypatch: pytest.MonkeyPatch, lock: Any, finished: threading.Event | None
+) -> bool:
+    """Whether ``end_now`` gets to end the process in a thread holding ``lock``.
+
+    It runs in a thread, so that a deadlock fails the test instead of hanging
+    it, with a ``signal`` module of its own that raises instead of ending.
+    """
+    import types
+
+    from thread_chunks import _host
+
+    class Ended(Exception):
+        pass
+
+    def raise_signal(signum: int) -> None:
+        raise Ended
+
+    fake = types.SimpleNamespace(SIGINT=signal.SIGINT, SIG_DFL=signal.SIG_DFL,
+                                 Signals=signal.Signals, raise_signal=raise_signal,
+                                 signal=lambda *_: None)  # fmt: skip
+    monkeypatch.setattr(_host, "signal", fake)
+    monkeypatch.setattr(_host, "GRACE", 0.05)
     ended: list[bool] = []
 
-    def interrupted_while_logging() -> None:  # a thread: a deadlock fails, not hangs
-        with held.lock:  # type: ignore[union-attr]
+    def interrupted_holding_the_lock() -> None:
+        with lock:
             try:
-                _host.end_now(signal.SIGINT, None)
+                _host.end_now(signal.SIGINT, finished)
             except Ended:
                 ended.append(True)
 
-    try:
-        thread = threading.Thread(target=interrupted_while_logging, daemon=True)
-        thread.start()
-        thread.join(10)
-    finally:
-        logger.removeHandler(held)
-    assert ended == [True], "the second signal waited for a logging lock"
+    thread = threading.Thread(target=interrupted_holding_the_lock, daemon=True)
+    thread.start()
+    thread.join(10)
+    return ended == [True]
