@@ -193,7 +193,8 @@ class _SideWriter:
         self._thread.join()
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                with suppress(OSError):  # what it holds comes back with the batch
+                    self._file.close()
                 self._file = None
 
 
