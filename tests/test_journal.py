@@ -447,6 +447,20 @@ def test_a_complete_resume_builds_no_dictionary_of_its_results(
     assert any(settled)
 
 
+def test_a_group_of_runs_that_follow_one_another_has_a_range_of_indices() -> None:
+    # As the runs of threads mostly come: no int is made for each index.
+    runs: list[tuple[Any, list[Any]]] = [
+        (range(0, 3000), list(range(3000))),
+        (range(3000, 5000), list(range(3000, 5000))),
+        (range(7000, 7100), list(range(7000, 7100))),
+    ]
+    (first, results, top), (second, _, second_top) = groups(runs, 4096)
+    assert type(first) is range
+    assert (first, top, results) == (range(4096), 4095, list(range(4096)))
+    assert type(second) is list  # a gap between its runs
+    assert (second, second_top) == ([*range(4096, 5000), *range(7000, 7100)], 7099)
+
+
 @given(
     st.lists(
         st.tuples(st.integers(0, 10**6), st.integers(0, 40), st.booleans()),
@@ -475,3 +489,48 @@ def test_groups_cut_runs_into_groups_in_order(
     assert all(0 < len(g) <= size for g, _, _ in cut)
     assert all(len(g) == size for g, _, _ in cut[:-1])
     assert [top for _, _, top in cut] == [max(g) for g, _, _ in cut]
+
+
+@pytest.mark.parametrize(
+    ("rows", "numbers"),
+    [
+        ([[i, i / 2] for i in range(5)], True),
+        ([(i, None, True) for i in range(5)], True),
+        ([[i, "s"] for i in range(5)], False),
+        ([range(i, i + 2) for i in range(5)], False),  # a sequence, not a list
+        ([{"x": i} for i in range(5)], False),
+    ],
+)
+def test_the_row_types_checked_for_the_run_are_not_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[Any], numbers: bool
+) -> None:
+    # What the rows are was seen when the run's arguments were checked: for
+    # lists and tuples, only what they hold is checked again, to choose how
+    # the parameters are pickled; the header says which.
+    from thread_chunks import _journal
+    from thread_chunks._journal import read_header
+
+    whole_checks: list[int] = []
+    rows_of_numbers = _journal.rows_of_numbers
+
+    def counted(obj: Any) -> bool:
+        whole_checks.append(len(obj))
+        return rows_of_numbers(obj)
+
+    monkeypatch.setattr(_journal, "rows_of_numbers", counted)
+    calls: list[int] = []
+
+    def arguments(*a: Any, **k: Any) -> int:
+        calls.append(1)
+        return len(a) + len(k)
+
+    path = tmp_path / "c.pkl"
+    first = chunk(arguments, rows, progress_bar=False, path=path)
+    with path.open("rb") as file:
+        summary, _, _ = read_header(file)
+    assert summary["numbers"] is numbers
+    sequences = all(type(row) in (list, tuple) for row in rows)
+    assert whole_checks == ([] if sequences else [len(rows)])
+    calls.clear()
+    assert chunk(arguments, rows, progress_bar=False, path=path) == first
+    assert not calls  # resumed: the same bytes, whichever pickle

@@ -59,6 +59,7 @@ from ._pickling import (
     key_check,
     number_check,
     number_group,
+    numbers_in,
     numbers_size,
     plain_group,
     result_seed,
@@ -166,13 +167,18 @@ def write_parameters(
     dump(parameters, out, fast, memo)
 
 
-def with_memo_choice(summary: Mapping[str, Any], parameters: Any) -> dict[str, Any]:
+def with_memo_choice(
+    summary: Mapping[str, Any], parameters: Any, sequences: bool = False
+) -> dict[str, Any]:
     """``summary`` saying whether ``parameters`` are pickled with the memo.
 
     Rows of numbers are pickled without it (``_pickling.dump``); the header
     says so, so that a resume compares them without checking every row again.
+    ``sequences``: the rows are known to be lists and tuples (checked when
+    the run's arguments were): only what they hold is checked here.
     """
-    return {**summary, "numbers": rows_of_numbers(parameters)}
+    numbers = numbers_in(parameters) if sequences else rows_of_numbers(parameters)
+    return {**summary, "numbers": numbers}
 
 
 def memo_of(summary: Mapping[str, Any]) -> bool | None:
@@ -290,35 +296,54 @@ def columns(runs: Runs) -> tuple[Iterator[int], Iterator[Any]]:
     return indices, chain.from_iterable(map(itemgetter(1), runs))
 
 
-def groups(runs: Runs, size: int = 0) -> Iterator[tuple[list[int], list[Any], int]]:
+def groups(runs: Runs, size: int = 0) -> Iterator[tuple[Sequence[int], list[Any], int]]:
     """The results of ``runs`` in groups of at most ``size`` (:data:`GROUP_SIZE`).
 
     Each group comes as its indices, its results and its largest index. A
-    run is taken whole where it fits (``list.extend`` copies it in C), and
-    the largest index of a ``range`` is its last.
+    run is taken whole where it fits (``list.extend`` copies it in C). The
+    indices of a group whose runs follow one another come as one ``range``,
+    as most groups' do, with no ``int`` made for each.
     """
     size = size or GROUP_SIZE
-    indices: list[int] = []
+    parts: list[Sequence[int]] = []
     results: list[Any] = []
-    largest = 0
     for run_indices, run_results in runs:
         start, count = 0, len(run_indices)
         while start < count:
-            stop = min(count, start + size - len(indices))
+            stop = min(count, start + size - len(results))
             if start == 0 and stop == count:
-                part, kept = run_indices, run_results
+                parts.append(run_indices)
+                results += run_results
             else:
-                part, kept = run_indices[start:stop], run_results[start:stop]
-            indices += part
-            results += kept
-            top = part[-1] if type(part) is range and part.step > 0 else max(part)
-            largest = top if len(indices) == len(part) else max(largest, top)
+                parts.append(run_indices[start:stop])
+                results += run_results[start:stop]
             start = stop
-            if len(indices) == size:
-                yield indices, results, largest
-                indices, results = [], []
-    if indices:
-        yield indices, results, largest
+            if len(results) == size:
+                yield _group_of(parts, results)
+                parts, results = [], []
+    if parts:
+        yield _group_of(parts, results)
+
+
+def _group_of(
+    parts: Sequence[Sequence[int]], results: list[Any]
+) -> tuple[Sequence[int], list[Any], int]:
+    """A group of ``groups``: its indices in ``parts`` joined, ``results``, the
+    largest index."""
+    first = parts[0]
+    if type(first) is range and first.step == 1:
+        stop = first.stop
+        for part in parts[1:]:
+            if type(part) is not range or part.step != 1 or part.start != stop:
+                break
+            stop = part.stop
+        else:  # one run of indices after another
+            return range(first.start, stop), results, stop - 1
+    tops = [
+        part[-1] if type(part) is range and part.step > 0 else max(part)
+        for part in parts
+    ]
+    return list(chain.from_iterable(parts)), results, max(tops)
 
 
 GROUP_SIZE = 4096
@@ -491,6 +516,7 @@ def write_file(
     results: Sequence[tuple[int, Any]] = (),
     finished: bool = False,
     strict: bool = False,
+    sequences: bool = False,
 ) -> Journal | None:
     """Atomically replace ``path`` by a new file: header, parameters, results.
 
@@ -499,13 +525,14 @@ def write_file(
     an earlier file (the parameters' frame first) and returns where they end.
     Then ``results`` (as :meth:`Journal.append` takes them) and a commit;
     ``strict``: a result that cannot be pickled raises ``TypeError``, and the
-    file at ``path`` stays as it was (else it is left out).
+    file at ``path`` stays as it was (else it is left out). ``sequences``: see
+    :func:`with_memo_choice`.
     Returns the file open for appending, or ``None`` if ``finished``.
     """
     key_seed = key_check(key)
     commit = commit or Commit(0, {})
     if copy is None:
-        summary = with_memo_choice(summary, parameters)
+        summary = with_memo_choice(summary, parameters, sequences)
     memo = memo_of(summary)
 
     def write(fd: int) -> int:

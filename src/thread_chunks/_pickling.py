@@ -67,6 +67,7 @@ __all__ = [
     "key_check",
     "number_check",
     "number_group",
+    "numbers_in",
     "numbers_size",
     "plain_group",
     "result_seed",
@@ -140,10 +141,16 @@ _NUMBER_TYPES = frozenset({int, float, bool, type(None)})
 def rows_of_numbers(obj: Any) -> bool:
     """Whether ``obj`` is a list of lists or tuples of numbers: checked in C."""
     return (
-        type(obj) is list
-        and set(map(type, obj)) <= {list, tuple}
-        and set(map(type, chain.from_iterable(obj))) <= _NUMBER_TYPES
+        type(obj) is list and set(map(type, obj)) <= {list, tuple} and numbers_in(obj)
     )
+
+
+def numbers_in(rows: list[Sequence[Any]]) -> bool:
+    """Whether the lists or tuples ``rows`` hold only numbers: checked in C.
+
+    :func:`rows_of_numbers` for rows already known to be lists and tuples.
+    """
+    return set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES
 
 
 def _importable(obj: types.FunctionType | type) -> bool:
@@ -229,15 +236,11 @@ def number_group(
     count = len(indices)
     if len(results) != count:
         raise ValueError(f"{count} indices for {len(results)} results")
-    values = array("q" if kind == b"I" else "d", results)
-    try:  # 4 bytes each: their high half in the frame stays 0
-        order = array("I", indices)
-    except OverflowError:
-        raise ValueError("indices of number groups must be below 2**32") from None
-    if sys.byteorder != "little":  # the file's numbers are little-endian
-        values.byteswap()
-        order.byteswap()
-    value_bytes, index_bytes = values.tobytes(), order.tobytes()
+    try:  # little-endian, as the file's numbers are
+        value_bytes = struct.pack(f"<{count}{'q' if kind == b'I' else 'd'}", *results)
+    except struct.error:
+        raise OverflowError("an int beyond 64 bits") from None
+    index_bytes = _index_bytes(indices)
     # Byte k of every number, of every index, of every check: "planes".
     value_planes = [value_bytes[k::8] for k in range(8)]
     index_planes = [index_bytes[k::4] for k in range(4)]
@@ -254,6 +257,29 @@ def number_group(
 
 
 _NUMBER_FRAME = struct.Struct("<cQ4xc16x")  # a number's frame, its constant bytes
+
+
+def _index_bytes(indices: Sequence[int]) -> bytes:
+    """The indices, below 2**32, as 4 little-endian bytes each.
+
+    Consecutive ones (a ``range``) without making an ``int`` of each: the
+    bytes of ``0, 1, 2, ...`` read as one big integer, plus the first index
+    times ``1`` in every 4-byte place (no place carries into the next).
+    """
+    count = len(indices)
+    if count and type(indices) is range and indices.step == 1:
+        first, last = indices[0], indices[-1]
+        if first < 0 or last >= 1 << 32:
+            raise ValueError("indices of number groups must be below 2**32")
+        ones, steps = _counting(count, 4)
+        return (first * ones + steps).to_bytes(4 * count, "little")
+    try:
+        order = array("I", indices)
+    except OverflowError:
+        raise ValueError("indices of number groups must be below 2**32") from None
+    if sys.byteorder != "little":
+        order.byteswap()
+    return order.tobytes()
 
 
 def number_check(seed: int, kind: bytes, index: int, number: bytes) -> int:
@@ -339,15 +365,17 @@ def decode_numbers(
     return indices.tolist(), values.tolist()
 
 
-@functools.lru_cache(maxsize=4)
-def _counting(count: int) -> tuple[int, int]:
-    """For ``count`` 8-byte words: 1 in each, and 0, 1, 2, ... in each, as integers.
+@functools.lru_cache(maxsize=8)
+def _counting(count: int, width: int = 8) -> tuple[int, int]:
+    """For ``count`` words of ``width`` bytes (4 or 8), little-endian: 1 in
+    each, and 0, 1, 2, ... in each, as integers.
 
     The words of indices ``first, first + 1, ...`` make the integer
-    ``first * ones + steps``: one comparison tells a run of indices.
+    ``first * ones + steps`` (no word carries into the next): one comparison
+    tells a run of indices, one sum writes one.
     """
-    ones = int.from_bytes(b"\x01\0\0\0\0\0\0\0" * count, "little")
-    steps = array("q", range(count))
+    ones = int.from_bytes((b"\x01" + bytes(width - 1)) * count, "little")
+    steps = array("q" if width == 8 else "I", range(count))
     if sys.byteorder != "little":
         steps.byteswap()
     return ones, int.from_bytes(steps.tobytes(), "little")

@@ -60,6 +60,8 @@ class Plan:
     """Whether a checkpoint of other parameters gives its matching calls."""
     keywords: bool = False
     """Whether any row is a mapping: called ``func(**row)``."""
+    sequences: bool = False
+    """Whether every row is a list or a tuple (no mapping, no other sequence)."""
 
     @property
     def func_name(self) -> str:
@@ -125,7 +127,7 @@ def make_plan(
             )
         check_executor(executor, run_func, func_name)
     path = options.path
-    rows, keywords = check_parameters(parameters)
+    rows, keywords, sequences = check_parameters(parameters)
     if keywords and not on_ray:
         _check_actors_take_keywords(actor_list, rows)
     plan = Plan(
@@ -147,6 +149,7 @@ def make_plan(
         timeout=None if options.timeout is None else float(options.timeout),
         reuse=options.reuse,
         keywords=keywords,
+        sequences=sequences,
     )
     # Only now that every argument is good: give the actors the new function.
     if func is not None and on_ray:
@@ -174,8 +177,9 @@ def _bar_options(
     return dict(progress_bar) if isinstance(progress_bar, Mapping) else progress_bar
 
 
-def check_parameters(parameters: Parameters) -> tuple[list[Row], bool]:
-    """Return ``parameters`` as a list, and whether any row is keyword arguments.
+def check_parameters(parameters: Parameters) -> tuple[list[Row], bool, bool]:
+    """``parameters`` as a list, whether any row is keyword arguments, and
+    whether every row is a list or a tuple.
 
     A row is an argument list: a list, a tuple, any other sequence but a
     string, or a row of a numpy array (checked without importing numpy). A
@@ -208,7 +212,7 @@ def check_parameters(parameters: Parameters) -> tuple[list[Row], bool]:
         )
     checked = list(parameters)
     if set(map(type, checked)) <= {list, tuple}:
-        return checked, False  # the usual case, at C speed
+        return checked, False, True  # the usual case, at C speed
     keywords = False
     for i, row in enumerate(checked):
         if isinstance(row, list | tuple):
@@ -228,7 +232,7 @@ def check_parameters(parameters: Parameters) -> tuple[list[Row], bool]:
                 f"{reprlib.repr(row)} ({type(row).__name__}); to call func(x) for "
                 "each x, pass [[x] for x in values]"
             )
-    return checked, keywords
+    return checked, keywords, False
 
 
 def check_map_style(call: str, parameters: object, after: Sequence[object]) -> None:

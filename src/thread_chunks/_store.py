@@ -449,13 +449,15 @@ class CheckpointStore:
         checkpoint_every: float,
         warn: Warn,
         reuse: str = "run",
+        sequences: bool = False,
     ) -> CheckpointStore:
         """Resume the checkpoint at ``path`` if it matches, else start a new one.
 
         Raises ``OSError`` if the file cannot be written, before any call runs.
+        ``sequences``: every row is known to be a list or a tuple.
         """
         checkpoint, journal, lock, messages = await anyio.to_thread.run_sync(
-            open_checkpoint_file, path, function, parameters, reuse
+            open_checkpoint_file, path, function, parameters, reuse, sequences
         )
         for message in messages:
             warn(message, CheckpointFailedWarning, "read")
@@ -737,6 +739,7 @@ def open_checkpoint_file(
     function: FunctionIdentity,
     parameters: Sequence[Any],
     reuse: str = "run",
+    sequences: bool = False,
 ) -> tuple[CheckpointData, Journal | None, CheckpointLock | None, list[str]]:
     """Lock ``path``, then resume the checkpoint there or start a new one.
 
@@ -758,7 +761,7 @@ def open_checkpoint_file(
     try:
         remove_leftovers(path)
         checkpoint, journal, messages = _resume_or_create(
-            path, function, parameters, reuse
+            path, function, parameters, reuse, sequences
         )
     except BaseException:
         lock.release()
@@ -788,7 +791,11 @@ def _read_only(
 
 
 def _resume_or_create(
-    path: str, function: FunctionIdentity, parameters: Sequence[Any], reuse: str
+    path: str,
+    function: FunctionIdentity,
+    parameters: Sequence[Any],
+    reuse: str,
+    sequences: bool = False,
 ) -> tuple[CheckpointData, Journal | None, list[str]]:
     messages: list[str] = []
     if os.path.exists(path) and not _written_by_us(path):
@@ -833,7 +840,7 @@ def _resume_or_create(
     checkpoint = CheckpointData(function.name, parameters)
     checkpoint.function = function
     try:
-        return checkpoint, _create(path, checkpoint, new_key()), messages
+        return checkpoint, _create(path, checkpoint, new_key(), sequences), messages
     except OSError:
         raise
     except Exception as exc:  # the parameters cannot be pickled
@@ -845,8 +852,13 @@ def _resume_or_create(
         ) from exc
 
 
-def _create(path: str, checkpoint: CheckpointData, key: bytes) -> Journal:
-    """Replace ``path`` by a new file holding ``checkpoint``'s results so far."""
+def _create(
+    path: str, checkpoint: CheckpointData, key: bytes, sequences: bool = False
+) -> Journal:
+    """Replace ``path`` by a new file holding ``checkpoint``'s results so far.
+
+    ``sequences``: its rows are known to be lists and tuples.
+    """
     function = checkpoint.function
     failures = [(failure_key(i), failure) for i, failure in checkpoint.failures.items()]
     journal = write_file(
@@ -857,6 +869,7 @@ def _create(path: str, checkpoint: CheckpointData, key: bytes) -> Journal:
         checkpoint.parameters,
         commit=Commit(checkpoint.done, checkpoint.failures),
         results=[*checkpoint.results.items(), *failures],
+        sequences=sequences,
     )
     assert journal is not None
     return journal
