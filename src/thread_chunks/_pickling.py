@@ -252,8 +252,8 @@ def number_group(
     for offset, planes in ((9, checks), (14, index_planes), (22, value_planes)):
         for k, plane in enumerate(planes):
             region[offset + k :: NUMBER_SIZE] = plane
-    data = bytes(region)
-    return frame(b"N", _NUMBERS.pack(count, zlib.crc32(data), kind), seed) + data
+    table = _NUMBERS.pack(count, zlib.crc32(region), kind)
+    return frame(b"N", table, seed) + region
 
 
 _NUMBER_FRAME = struct.Struct("<cQ4xc16x")  # a number's frame, its constant bytes
