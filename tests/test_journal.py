@@ -534,3 +534,36 @@ def test_the_row_types_checked_for_the_run_are_not_checked_again(
     calls.clear()
     assert chunk(arguments, rows, progress_bar=False, path=path) == first
     assert not calls  # resumed: the same bytes, whichever pickle
+
+
+@pytest.mark.parametrize(
+    "indices", [range(0, 1), range(7, 4103), range(2**32 - 5000, 2**32)]
+)
+def test_a_range_of_indices_gives_the_bytes_of_its_list(indices: range) -> None:
+    from thread_chunks._pickling import number_group
+
+    numbers = [i * 3 - 2**40 for i in range(len(indices))]
+    floats = [i / 7 for i in range(len(indices))]
+    for results, kind in ((numbers, b"I"), (floats, b"D")):
+        made = number_group(indices, results, kind, 0xBEEF)
+        assert made == number_group(list(indices), results, kind, 0xBEEF)
+
+
+@pytest.mark.parametrize("indices", [range(-1, 3), range(2**32 - 1, 2**32 + 1)])
+def test_a_range_of_indices_beyond_32_bits_is_refused(indices: range) -> None:
+    from thread_chunks._pickling import number_group
+
+    with pytest.raises(ValueError, match="below 2\\*\\*32"):
+        number_group(indices, [1] * len(indices), b"I", 1)
+
+
+@pytest.mark.parametrize(
+    ("results", "error"), [([1, 2**64], OverflowError), ([1, 1.5], TypeError)]
+)
+def test_numbers_that_are_not_64_bit_ints_raise_as_they_are(
+    results: list[Any], error: type[Exception]
+) -> None:
+    from thread_chunks._pickling import number_group
+
+    with pytest.raises(error):
+        number_group(range(2), results, b"I", 1)

@@ -299,10 +299,11 @@ def columns(runs: Runs) -> tuple[Iterator[int], Iterator[Any]]:
 def groups(runs: Runs, size: int = 0) -> Iterator[tuple[Sequence[int], list[Any], int]]:
     """The results of ``runs`` in groups of at most ``size`` (:data:`GROUP_SIZE`).
 
-    Each group comes as its indices, its results and its largest index. A
-    run is taken whole where it fits (``list.extend`` copies it in C). The
-    indices of a group whose runs follow one another come as one ``range``,
-    as most groups' do, with no ``int`` made for each.
+    Each group comes as its indices, its results and its largest index. The
+    results of a run are taken whole where they fit (``list.extend`` copies
+    them in C). A group whose indices are ranges of step 1 that follow one
+    another, as most groups' are, has them as one ``range``, with no ``int``
+    made for each.
     """
     size = size or GROUP_SIZE
     parts: list[Sequence[int]] = []

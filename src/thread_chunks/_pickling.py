@@ -236,10 +236,12 @@ def number_group(
     count = len(indices)
     if len(results) != count:
         raise ValueError(f"{count} indices for {len(results)} results")
+    code = "q" if kind == b"I" else "d"
     try:  # little-endian, as the file's numbers are
-        value_bytes = struct.pack(f"<{count}{'q' if kind == b'I' else 'd'}", *results)
+        value_bytes = struct.pack(f"<{count}{code}", *results)
     except struct.error:
-        raise OverflowError("an int beyond 64 bits") from None
+        array(code, results)  # the error as it is: OverflowError, TypeError
+        raise
     index_bytes = _index_bytes(indices)
     # Byte k of every number, of every index, of every check: "planes".
     value_planes = [value_bytes[k::8] for k in range(8)]

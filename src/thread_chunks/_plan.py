@@ -61,7 +61,7 @@ class Plan:
     keywords: bool = False
     """Whether any row is a mapping: called ``func(**row)``."""
     sequences: bool = False
-    """Whether every row is a list or a tuple (no mapping, no other sequence)."""
+    """Whether the type of every row is exactly ``list`` or ``tuple``."""
 
     @property
     def func_name(self) -> str:
