@@ -507,17 +507,18 @@ def test_the_row_types_checked_for_the_run_are_not_checked_again(
     # What the rows are was seen when the run's arguments were checked: for
     # lists and tuples, only what they hold is checked again, to choose how
     # the parameters are pickled; the header says which.
-    from thread_chunks import _journal
+    from thread_chunks import _journal, _pickling
     from thread_chunks._journal import read_header
+    from thread_chunks._pickling import rows_of_numbers
 
     whole_checks: list[int] = []
-    rows_of_numbers = _journal.rows_of_numbers
 
     def counted(obj: Any) -> bool:
         whole_checks.append(len(obj))
         return rows_of_numbers(obj)
 
-    monkeypatch.setattr(_journal, "rows_of_numbers", counted)
+    for module in _journal, _pickling:  # wherever the parameters are pickled
+        monkeypatch.setattr(module, "rows_of_numbers", counted)
     calls: list[int] = []
 
     def arguments(*a: Any, **k: Any) -> int:
