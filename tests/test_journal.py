@@ -530,8 +530,8 @@ def test_the_row_types_checked_for_the_run_are_not_checked_again(
     with path.open("rb") as file:
         summary, _, _ = read_header(file)
     assert summary["numbers"] is numbers
-    sequences = all(type(row) in (list, tuple) for row in rows)
-    assert whole_checks == ([] if sequences else [len(rows)])
+    plain_rows = all(type(row) in (list, tuple) for row in rows)
+    assert whole_checks == ([] if plain_rows else [len(rows)])
     calls.clear()
     assert chunk(arguments, rows, progress_bar=False, path=path) == first
     assert not calls  # resumed: the same bytes, whichever pickle

@@ -168,16 +168,16 @@ def write_parameters(
 
 
 def with_memo_choice(
-    summary: Mapping[str, Any], parameters: Any, sequences: bool = False
+    summary: Mapping[str, Any], parameters: Any, plain_rows: bool = False
 ) -> dict[str, Any]:
     """``summary`` saying whether ``parameters`` are pickled with the memo.
 
     Rows of numbers are pickled without it (``_pickling.dump``); the header
     says so, so that a resume compares them without checking every row again.
-    ``sequences``: the rows are known to be lists and tuples (checked when
-    the run's arguments were): only what they hold is checked here.
+    ``plain_rows``: the rows are known to be exactly lists and tuples
+    (checked with the run's arguments): only what they hold is checked here.
     """
-    numbers = numbers_in(parameters) if sequences else rows_of_numbers(parameters)
+    numbers = numbers_in(parameters) if plain_rows else rows_of_numbers(parameters)
     return {**summary, "numbers": numbers}
 
 
@@ -517,7 +517,7 @@ def write_file(
     results: Sequence[tuple[int, Any]] = (),
     finished: bool = False,
     strict: bool = False,
-    sequences: bool = False,
+    plain_rows: bool = False,
 ) -> Journal | None:
     """Atomically replace ``path`` by a new file: header, parameters, results.
 
@@ -526,14 +526,14 @@ def write_file(
     an earlier file (the parameters' frame first) and returns where they end.
     Then ``results`` (as :meth:`Journal.append` takes them) and a commit;
     ``strict``: a result that cannot be pickled raises ``TypeError``, and the
-    file at ``path`` stays as it was (else it is left out). ``sequences``: see
+    file at ``path`` stays as it was (else it is left out). ``plain_rows``: see
     :func:`with_memo_choice`.
     Returns the file open for appending, or ``None`` if ``finished``.
     """
     key_seed = key_check(key)
     commit = commit or Commit(0, {})
     if copy is None:
-        summary = with_memo_choice(summary, parameters, sequences)
+        summary = with_memo_choice(summary, parameters, plain_rows)
     memo = memo_of(summary)
 
     def write(fd: int) -> int:

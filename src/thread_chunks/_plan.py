@@ -60,7 +60,7 @@ class Plan:
     """Whether a checkpoint of other parameters gives its matching calls."""
     keywords: bool = False
     """Whether any row is a mapping: called ``func(**row)``."""
-    sequences: bool = False
+    plain_rows: bool = False
     """Whether the type of every row is exactly ``list`` or ``tuple``."""
 
     @property
@@ -127,7 +127,7 @@ def make_plan(
             )
         check_executor(executor, run_func, func_name)
     path = options.path
-    rows, keywords, sequences = check_parameters(parameters)
+    rows, keywords, plain_rows = check_parameters(parameters)
     if keywords and not on_ray:
         _check_actors_take_keywords(actor_list, rows)
     plan = Plan(
@@ -149,7 +149,7 @@ def make_plan(
         timeout=None if options.timeout is None else float(options.timeout),
         reuse=options.reuse,
         keywords=keywords,
-        sequences=sequences,
+        plain_rows=plain_rows,
     )
     # Only now that every argument is good: give the actors the new function.
     if func is not None and on_ray:
@@ -179,7 +179,7 @@ def _bar_options(
 
 def check_parameters(parameters: Parameters) -> tuple[list[Row], bool, bool]:
     """``parameters`` as a list, whether any row is keyword arguments, and
-    whether every row is a list or a tuple.
+    whether every row is exactly a list or a tuple.
 
     A row is an argument list: a list, a tuple, any other sequence but a
     string, or a row of a numpy array (checked without importing numpy). A

@@ -106,7 +106,7 @@ async def run_plan(
                 plan.checkpoint_every,
                 warn,
                 reuse=plan.reuse,
-                sequences=plan.sequences,
+                plain_rows=plan.plain_rows,
             )
             await stack.enter_async_context(store.running())
             outputs = store.saved_outputs()

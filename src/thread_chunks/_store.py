@@ -449,15 +449,15 @@ class CheckpointStore:
         checkpoint_every: float,
         warn: Warn,
         reuse: str = "run",
-        sequences: bool = False,
+        plain_rows: bool = False,
     ) -> CheckpointStore:
         """Resume the checkpoint at ``path`` if it matches, else start a new one.
 
         Raises ``OSError`` if the file cannot be written, before any call runs.
-        ``sequences``: every row is known to be a list or a tuple.
+        ``plain_rows``: every row is known to be exactly a list or a tuple.
         """
         checkpoint, journal, lock, messages = await anyio.to_thread.run_sync(
-            open_checkpoint_file, path, function, parameters, reuse, sequences
+            open_checkpoint_file, path, function, parameters, reuse, plain_rows
         )
         for message in messages:
             warn(message, CheckpointFailedWarning, "read")
@@ -739,7 +739,7 @@ def open_checkpoint_file(
     function: FunctionIdentity,
     parameters: Sequence[Any],
     reuse: str = "run",
-    sequences: bool = False,
+    plain_rows: bool = False,
 ) -> tuple[CheckpointData, Journal | None, CheckpointLock | None, list[str]]:
     """Lock ``path``, then resume the checkpoint there or start a new one.
 
@@ -761,7 +761,7 @@ def open_checkpoint_file(
     try:
         remove_leftovers(path)
         checkpoint, journal, messages = _resume_or_create(
-            path, function, parameters, reuse, sequences
+            path, function, parameters, reuse, plain_rows
         )
     except BaseException:
         lock.release()
@@ -795,7 +795,7 @@ def _resume_or_create(
     function: FunctionIdentity,
     parameters: Sequence[Any],
     reuse: str,
-    sequences: bool = False,
+    plain_rows: bool = False,
 ) -> tuple[CheckpointData, Journal | None, list[str]]:
     messages: list[str] = []
     if os.path.exists(path) and not _written_by_us(path):
@@ -840,7 +840,7 @@ def _resume_or_create(
     checkpoint = CheckpointData(function.name, parameters)
     checkpoint.function = function
     try:
-        return checkpoint, _create(path, checkpoint, new_key(), sequences), messages
+        return checkpoint, _create(path, checkpoint, new_key(), plain_rows), messages
     except OSError:
         raise
     except Exception as exc:  # the parameters cannot be pickled
@@ -853,11 +853,11 @@ def _resume_or_create(
 
 
 def _create(
-    path: str, checkpoint: CheckpointData, key: bytes, sequences: bool = False
+    path: str, checkpoint: CheckpointData, key: bytes, plain_rows: bool = False
 ) -> Journal:
     """Replace ``path`` by a new file holding ``checkpoint``'s results so far.
 
-    ``sequences``: its rows are known to be lists and tuples.
+    ``plain_rows``: its rows are known to be exactly lists and tuples.
     """
     function = checkpoint.function
     failures = [(failure_key(i), failure) for i, failure in checkpoint.failures.items()]
@@ -869,7 +869,7 @@ def _create(
         checkpoint.parameters,
         commit=Commit(checkpoint.done, checkpoint.failures),
         results=[*checkpoint.results.items(), *failures],
-        sequences=sequences,
+        plain_rows=plain_rows,
     )
     assert journal is not None
     return journal
