@@ -491,50 +491,116 @@ def test_groups_cut_runs_into_groups_in_order(
     assert [top for _, _, top in cut] == [max(g) for g, _, _ in cut]
 
 
-@pytest.mark.parametrize(
-    ("rows", "numbers"),
-    [
-        ([[i, i / 2] for i in range(5)], True),
-        ([(i, None, True) for i in range(5)], True),
-        ([[i, "s"] for i in range(5)], False),
-        ([range(i, i + 2) for i in range(5)], False),  # a sequence, not a list
-        ([{"x": i} for i in range(5)], False),
-    ],
-)
-def test_the_row_types_checked_for_the_run_are_not_checked_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[Any], numbers: bool
-) -> None:
-    # What the rows are was seen when the run's arguments were checked: for
-    # lists and tuples, only what they hold is checked again, to choose how
-    # the parameters are pickled; the header says which.
-    from thread_chunks import _journal, _pickling
+def _header_of(path: Path) -> dict[str, Any]:
     from thread_chunks._journal import read_header
-    from thread_chunks._pickling import rows_of_numbers
 
-    whole_checks: list[int] = []
-
-    def counted(obj: Any) -> bool:
-        whole_checks.append(len(obj))
-        return rows_of_numbers(obj)
-
-    for module in _journal, _pickling:  # wherever the parameters are pickled
-        monkeypatch.setattr(module, "rows_of_numbers", counted)
-    calls: list[int] = []
-
-    def arguments(*a: Any, **k: Any) -> int:
-        calls.append(1)
-        return len(a) + len(k)
-
-    path = tmp_path / "c.pkl"
-    first = chunk(arguments, rows, progress_bar=False, path=path)
     with path.open("rb") as file:
         summary, _, _ = read_header(file)
-    assert summary["numbers"] is numbers
-    plain_rows = all(type(row) in (list, tuple) for row in rows)
-    assert whole_checks == ([] if plain_rows else [len(rows)])
-    calls.clear()
-    assert chunk(arguments, rows, progress_bar=False, path=path) == first
-    assert not calls  # resumed: the same bytes, whichever pickle
+    return summary
+
+
+def _count_parameter_pickles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count what the parameters' pickling does: walks of what the rows hold
+    before it (-1 each), and the pickles of them (their number of rows)."""
+    from thread_chunks import _journal, _pickling
+
+    seen: list[int] = []
+
+    def counted_walk(real: Any) -> Any:
+        def walk(obj: Any) -> bool:
+            seen.append(-1)
+            return bool(real(obj))
+
+        return walk
+
+    for module in _journal, _pickling:  # wherever the parameters are pickled
+        for name in ("rows_of_numbers", "numbers_in"):
+            if hasattr(module, name):
+                real = getattr(_pickling, name)
+                monkeypatch.setattr(module, name, counted_walk(real))
+    real_dump = _pickling.dump
+
+    def counted_dump(obj: Any, *args: Any, **kwargs: Any) -> None:
+        if type(obj) is list:  # the parameters (a bound value is a tuple)
+            seen.append(len(obj))
+        real_dump(obj, *args, **kwargs)
+
+    monkeypatch.setattr(_journal, "dump", counted_dump)
+    return seen
+
+
+_CALLS: list[int] = []
+
+
+def _arguments(*a: Any, **k: Any) -> int:
+    _CALLS.append(1)
+    return len(a) + len(k)
+
+
+@pytest.mark.parametrize(
+    ("rows", "memo"),
+    [
+        ([[i, i / 2] for i in range(5)], False),
+        ([(i, None, True) for i in range(5)], False),
+        ([[i, "s"] for i in range(5)], False),  # a few bytes a row: no memo needed
+        ([[i / 3] * 200 for i in range(5)], False),  # wide rows of numbers
+        ([[i, -(2**63)] for i in range(5)], False),  # 64-bit ints at their limit
+        ([range(i, i + 2) for i in range(5)], True),  # a sequence, not a list
+        ([{"x": i} for i in range(5)], True),
+    ],
+)
+def test_the_parameters_are_pickled_once_with_no_walk_through_the_rows_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[Any], memo: bool
+) -> None:
+    # Lists and tuples are pickled without the memo straight away, and keep
+    # that pickle unless it outgrows what plain values take: no pass over
+    # what the rows hold comes first. The header says which pickle it is.
+    seen = _count_parameter_pickles(monkeypatch)
+    path = tmp_path / "c.pkl"
+    first = chunk(_arguments, rows, progress_bar=False, path=path)
+    assert seen == [len(rows)]
+    assert _header_of(path)["memo"] is memo
+    assert Checkpoint.load(path).parameters == rows
+    _CALLS.clear()
+    assert chunk(_arguments, rows, progress_bar=False, path=path) == first
+    assert not _CALLS
+    assert seen == [len(rows)] * 2  # and pickled once more, into a comparison
+
+
+def test_rows_that_share_one_large_value_keep_it_once_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the memo, a value that every row holds would be written once a
+    # row: that pickle is given up as soon as it outgrows plain rows.
+    shared = [float(i) for i in range(20_000)]
+    rows = [[shared, i] for i in range(100)]
+    seen = _count_parameter_pickles(monkeypatch)
+    path = tmp_path / "c.pkl"
+    assert chunk(_arguments, rows, progress_bar=False, path=path) == [2] * 100
+    assert _header_of(path)["memo"] is True
+    assert seen == [100, 100]  # given up, then with the memo
+    assert path.stat().st_size < 2 * len(pickle.dumps(shared))
+    loaded = Checkpoint.load(path).parameters
+    assert loaded == rows
+    assert loaded[0][0] is loaded[99][0]  # one value, as given
+    _CALLS.clear()
+    assert chunk(_arguments, rows, progress_bar=False, path=path) == [2] * len(rows)
+    assert not _CALLS
+
+
+def test_rows_that_hold_a_cycle_are_pickled_with_the_memo(tmp_path: Path) -> None:
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    rows = [[cyclic, i] for i in range(3)]
+    path = tmp_path / "c.pkl"
+    assert chunk(_arguments, rows, progress_bar=False, path=path) == [2] * 3
+    assert _header_of(path)["memo"] is True
+    loaded = Checkpoint.load(path).parameters
+    assert loaded[0][0][0] is loaded[0][0]
+    assert [row[1] for row in loaded] == [0, 1, 2]
+    _CALLS.clear()
+    assert chunk(_arguments, rows, progress_bar=False, path=path) == [2] * len(rows)
+    assert not _CALLS
 
 
 @pytest.mark.parametrize(

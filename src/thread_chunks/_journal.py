@@ -46,6 +46,7 @@ from ._pickling import (
     PLAIN_TYPES,
     DamagedFrame,
     FrameWriter,
+    RowsOutput,
     check_payload,
     decode_group,
     decode_number,
@@ -59,11 +60,10 @@ from ._pickling import (
     key_check,
     number_check,
     number_group,
-    numbers_in,
     numbers_size,
     plain_group,
+    plain_rows_in,
     result_seed,
-    rows_of_numbers,
     write_at,
 )
 
@@ -151,7 +151,12 @@ _IN_MEMORY = 64 << 20  # parameters' pickles up to this size are read whole
 
 
 def write_parameters(
-    out: Any, bound: Any, parameters: Any, fast: bool, memo: bool | None = None
+    out: Any,
+    bound: Any,
+    parameters: Any,
+    fast: bool,
+    memo: bool | None = None,
+    limited: bool = False,
 ) -> None:
     """Write the body of the ``P`` frame to ``out``: what identifies the calls.
 
@@ -159,32 +164,74 @@ def write_parameters(
     method's object), after its length, then the parameters' pickle, streamed.
     Writing it and comparing it with a file (:func:`same_pickle`) go through
     here, so equal values give equal bytes. ``fast`` and ``memo``: see
-    ``_pickling.dump``.
+    ``_pickling.dump``. ``limited``: rows pickled without the memo are given
+    up once they outgrow plain values (see ``_pickling.RowsOutput``).
     """
     bound_pickle = dumps(bound)
     out.write(_BOUND.pack(len(bound_pickle)))
     out.write(bound_pickle)
-    dump(parameters, out, fast, memo)
+    dump(parameters, RowsOutput(out, parameters) if limited else out, fast, memo)
 
 
-def with_memo_choice(
-    summary: Mapping[str, Any], parameters: Any, plain_rows: bool = False
-) -> dict[str, Any]:
-    """``summary`` saying whether ``parameters`` are pickled with the memo.
+def _write_parameters_frame(
+    writer: FrameWriter, bound: Any, parameters: Any, plain_rows: bool
+) -> bool:
+    """Write a new file's ``P`` frame; return whether it took the pickle memo.
 
-    Rows of numbers are pickled without it (``_pickling.dump``); the header
-    says so, so that a resume compares them without checking every row again.
-    ``plain_rows``: the rows are known to be exactly lists and tuples
-    (checked with the run's arguments): only what they hold is checked here.
+    Rows that are all lists and tuples are pickled without the memo, which
+    costs a quarter of the time, unless that pickle meets a cycle or outgrows
+    what plain values take: then, and for any other rows, with the memo.
+    There is no pass over what the rows hold before.
     """
-    numbers = numbers_in(parameters) if plain_rows else rows_of_numbers(parameters)
-    return {**summary, "numbers": numbers}
+    if plain_rows:
+        try:
+            writer.streamed_fast(
+                b"P",
+                lambda out, fast: write_parameters(
+                    out, bound, parameters, fast, memo=False, limited=True
+                ),
+            )
+            return False
+        except Exception:
+            if writer.io_error:
+                raise
+    writer.streamed_fast(
+        b"P", lambda out, fast: write_parameters(out, bound, parameters, fast, True)
+    )
+    return True
+
+
+def _write_start(
+    fd: int,
+    summary: Summary,
+    key: bytes,
+    bound: Any,
+    parameters: Any,
+    plain_rows: bool,
+) -> int:
+    """Write a new file's opening, header and parameters; return where they end.
+
+    The header says whether the parameters took the pickle memo (see
+    :func:`_write_parameters_frame`), so that a resume pickles them the same
+    way to compare them. It is written first as they are expected to, and
+    written again, padded to the same length, if they needed it after all.
+    ``plain_rows``: the rows are known to be all lists and tuples.
+    """
+    plain_rows = plain_rows or plain_rows_in(parameters)
+    header = header_frame({**summary, "memo": not plain_rows}, key)
+    writer = FrameWriter(fd, write_at(fd, OPENING + header, 0), key_check(key))
+    memo = _write_parameters_frame(writer, bound, parameters, plain_rows)
+    writer.flush()
+    if memo and plain_rows:
+        again = header_frame({**summary, "memo": True}, key, len(header))
+        write_at(fd, OPENING + again, 0)
+    return writer.offset
 
 
 def memo_of(summary: Mapping[str, Any]) -> bool | None:
-    """Whether the file's parameters were pickled with the memo, if it says."""
-    numbers = summary.get("numbers")
-    return None if not isinstance(numbers, bool) else not numbers
+    """Whether the file's parameters took the pickle memo, if it says."""
+    memo = summary.get("memo")
+    return memo if isinstance(memo, bool) else None
 
 
 def loads_parameters(body: bytes | memoryview) -> tuple[Any, Any, str | None]:
@@ -219,11 +266,15 @@ def parse_header(body: bytes | memoryview) -> tuple[Summary, bytes]:
     return json.loads(bytes(view[len(MAGIC) + _KEY.size :])), key
 
 
-def header_frame(summary: Summary, key: bytes) -> bytes:
-    """The ``H`` frame: checked from 0, since the key is inside it."""
+def header_frame(summary: Summary, key: bytes, size: int = 0) -> bytes:
+    """The ``H`` frame: checked from 0, since the key is inside it.
+
+    ``size``: its size, if more than it needs; the JSON is padded with spaces.
+    """
     import json
 
     body = MAGIC + _KEY.pack(FORMAT, key) + json.dumps(summary).encode()
+    body += b" " * (size - HEAD.size - len(body))
     return frame(b"H", body, 0)
 
 
@@ -353,6 +404,14 @@ they are woven into frames (twice as fast as 200,000 at once), and a float or
 a string among many integers changes the encoding of its group only."""
 
 
+def _types_of(results: Sequence[Any]) -> set[type]:
+    """The types of ``results``, at C speed: counted if they are all of one."""
+    kinds = list(map(type, results))
+    if kinds and kinds.count(kinds[0]) == len(kinds):
+        return {kinds[0]}  # the usual case: fewer steps than a set of them all
+    return set(kinds)
+
+
 class Journal:
     """An open checkpoint file that commits are appended to.
 
@@ -452,7 +511,7 @@ class Journal:
         largest: int,
     ) -> list[int]:
         """Write the frames of one group of results (``largest``: its top index)."""
-        types = set(map(type, results))
+        types = _types_of(results)
         # Failures are tuples: only then look for their negative keys.
         if any(issubclass(t, tuple) for t in types) and min(indices) < 0:
             for k, failure in zip(indices, results, strict=True):
@@ -526,28 +585,18 @@ def write_file(
     an earlier file (the parameters' frame first) and returns where they end.
     Then ``results`` (as :meth:`Journal.append` takes them) and a commit;
     ``strict``: a result that cannot be pickled raises ``TypeError``, and the
-    file at ``path`` stays as it was (else it is left out). ``plain_rows``: see
-    :func:`with_memo_choice`.
+    file at ``path`` stays as it was (else it is left out). ``plain_rows``: the
+    rows are known to be all lists and tuples (else that is checked).
     Returns the file open for appending, or ``None`` if ``finished``.
     """
     key_seed = key_check(key)
     commit = commit or Commit(0, {})
-    if copy is None:
-        summary = with_memo_choice(summary, parameters, plain_rows)
-    memo = memo_of(summary)
 
     def write(fd: int) -> int:
-        end = write_at(fd, OPENING + header_frame(summary, key), 0)
         if copy is not None:
-            end = copy(fd, end)
+            end = copy(fd, write_at(fd, OPENING + header_frame(summary, key), 0))
         else:
-            writer = FrameWriter(fd, end, key_seed)
-            writer.streamed_fast(
-                b"P",
-                lambda out, fast: write_parameters(out, bound, parameters, fast, memo),
-            )
-            writer.flush()
-            end = writer.offset
+            end = _write_start(fd, summary, key, bound, parameters, plain_rows)
         if then_copy is not None:  # frames of an earlier file, after these
             end = then_copy(fd, end)
         journal = Journal(path, fd, end, key, commit)

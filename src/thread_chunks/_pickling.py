@@ -55,6 +55,8 @@ __all__ = [
     "RESULT",
     "DamagedFrame",
     "FrameWriter",
+    "Outgrown",
+    "RowsOutput",
     "check_payload",
     "decode_group",
     "decode_number",
@@ -70,6 +72,7 @@ __all__ = [
     "numbers_in",
     "numbers_size",
     "plain_group",
+    "plain_rows_in",
     "result_seed",
     "rows_of_numbers",
     "write_at",
@@ -121,11 +124,12 @@ def dump(
     only cloudpickle can store; the caller then starts again without it. Both
     give the same bytes for what both can pickle.
 
-    Rows of numbers (a list of lists or tuples of ``int``, ``float``, ``bool``
-    and ``None``) are pickled without the memo, which then costs three
-    quarters of the time and is of no use: numbers need no references, and
-    such rows hold no cycle. The same rows always give the same bytes.
-    ``memo``: whether to use it, when known already (else it is checked).
+    ``memo``: whether to use the pickle memo. Without it, pickling costs a
+    quarter of the time, but a value held in many places is written in each,
+    and a cycle raises ``ValueError``. If not given: only for what is not
+    rows of numbers (a list of lists or tuples of ``int``, ``float``,
+    ``bool`` and ``None``), which need no references and hold no cycle. The
+    same object always gives the same bytes.
     """
     pickler = (pickle.Pickler if fast else _Pickler)(file, protocol=PROTOCOL)
     if memo is None:
@@ -140,9 +144,7 @@ _NUMBER_TYPES = frozenset({int, float, bool, type(None)})
 
 def rows_of_numbers(obj: Any) -> bool:
     """Whether ``obj`` is a list of lists or tuples of numbers: checked in C."""
-    return (
-        type(obj) is list and set(map(type, obj)) <= {list, tuple} and numbers_in(obj)
-    )
+    return plain_rows_in(obj) and numbers_in(obj)
 
 
 def numbers_in(rows: list[Sequence[Any]]) -> bool:
@@ -151,6 +153,55 @@ def numbers_in(rows: list[Sequence[Any]]) -> bool:
     :func:`rows_of_numbers` for rows already known to be lists and tuples.
     """
     return set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES
+
+
+def plain_rows_in(obj: Any) -> bool:
+    """Whether ``obj`` is a list of exactly lists and tuples: checked in C."""
+    return type(obj) is list and set(map(type, obj)) <= {list, tuple}
+
+
+class Outgrown(Exception):
+    """A pickle without the memo outgrew what plain rows take (:class:`RowsOutput`)."""
+
+
+class RowsOutput:
+    """Where the pickle of rows (lists and tuples) goes without the memo, while
+    it stays as small as plain values would make it.
+
+    Without the memo, a value that many rows hold is written once for each
+    of them. Numbers and short strings take at most 12 bytes an item and 4
+    a row; a pickle of ``rows`` that grows beyond 64 bytes a row, then
+    beyond that (the items are counted only then), with 64 KiB to spare,
+    holds something larger, maybe many times over: :class:`Outgrown` is
+    raised, and the caller pickles them with the memo instead. So the bytes
+    of rows without the memo are at most a few times those of their values,
+    and the choice depends on the rows alone.
+    """
+
+    def __init__(self, out: Any, rows: Sequence[Sequence[Any]]) -> None:
+        self._out = out
+        self._rows = rows
+        self._items_counted = False
+        self._limit = _ROWS_SPARE + _PER_ROW * len(rows)
+        self.written = 0
+
+    def write(self, data: Any) -> int:
+        """Pass ``data`` on; raise :class:`Outgrown` past the limit."""
+        written: int = self._out.write(data)
+        self.written += written
+        if self.written > self._limit and not self._items_counted:
+            self._items_counted = True
+            items = sum(map(len, self._rows))
+            each = _ROWS_SPARE + _PER_PLAIN_ROW * len(self._rows) + _PER_ITEM * items
+            self._limit = max(self._limit, each)
+        if self.written > self._limit:
+            raise Outgrown(f"more than {self._limit} bytes")
+        return written
+
+
+_PER_ROW = 64  # bytes a row that need no count of the items
+_PER_PLAIN_ROW, _PER_ITEM = 4, 12  # an int in 64 bits takes 10, a float 9
+_ROWS_SPARE = 1 << 16
 
 
 def _importable(obj: types.FunctionType | type) -> bool:
@@ -238,7 +289,7 @@ def number_group(
         raise ValueError(f"{count} indices for {len(results)} results")
     code = "q" if kind == b"I" else "d"
     try:  # little-endian, as the file's numbers are
-        value_bytes = struct.pack(f"<{count}{code}", *results)
+        value_bytes = _packer(count, code).pack(*results)
     except struct.error:
         array(code, results)  # the error as it is: OverflowError, TypeError
         raise
@@ -259,6 +310,12 @@ def number_group(
 
 
 _NUMBER_FRAME = struct.Struct("<cQ4xc16x")  # a number's frame, its constant bytes
+
+
+@functools.lru_cache(maxsize=8)
+def _packer(count: int, code: str) -> struct.Struct:
+    """Packs ``count`` numbers of ``code`` (``q`` or ``d``), little-endian."""
+    return struct.Struct(f"<{count}{code}")
 
 
 def _index_bytes(indices: Sequence[int]) -> bytes:
@@ -553,9 +610,9 @@ class FrameWriter:
         """:meth:`streamed` with ``fill(self, fast=True)``, else with ``False``."""
         try:
             self.streamed(kind, lambda out: fill(out, True))
-        except Exception:
-            if self.io_error:
-                raise
+        except Exception as exc:
+            if self.io_error or isinstance(exc, Outgrown):
+                raise  # Outgrown: it would outgrow the limit again
             self.streamed(kind, lambda out: fill(out, False))
 
     def streamed(self, kind: bytes, fill: Callable[[FrameWriter], None]) -> None:

@@ -211,7 +211,8 @@ def check_parameters(parameters: Parameters) -> tuple[list[Row], bool, bool]:
             "func(**kwargs) once, pass [kwargs]"
         )
     checked = list(parameters)
-    if set(map(type, checked)) <= {list, tuple}:
+    kinds = list(map(type, checked))
+    if kinds.count(list) + kinds.count(tuple) == len(kinds):
         return checked, False, True  # the usual case, at C speed
     keywords = False
     for i, row in enumerate(checked):
