@@ -395,6 +395,26 @@ def test_numbers_of_consecutive_calls_decode_as_a_range(indices: Any) -> None:
     assert (type(got) is range) == consecutive
 
 
+@pytest.mark.parametrize("indices", [range(7, 4103), [7, 8, 9], [3, 1, 2]])
+def test_a_group_of_consecutive_calls_says_its_first_index_in_its_table(
+    indices: Any,
+) -> None:
+    # A reader takes the indices of such a group from its table: the frames'
+    # own index bytes (covered by the group's CRC-32) are not decoded.
+    from thread_chunks._pickling import _NUMBERS, HEAD, decode_numbers, number_group
+
+    numbers = [float(i) for i in indices]
+    data = number_group(indices, numbers, b"D", 99)
+    table = data[HEAD.size : HEAD.size + _NUMBERS.size]
+    count, _, kind, first = _NUMBERS.unpack(table)
+    assert (count, kind) == (len(indices), b"D")
+    assert first == (indices[0] if type(indices) is range else -1)
+    decoded = decode_numbers(data[HEAD.size + _NUMBERS.size :], table)
+    assert decoded is not None
+    assert list(decoded[0]) == list(indices)
+    assert decoded[1] == numbers
+
+
 @pytest.mark.parametrize("complete", [True, False])
 def test_outputs_read_straight_from_the_groups_agree_with_the_results(
     tmp_path: Path, complete: bool
@@ -607,13 +627,17 @@ def test_rows_that_hold_a_cycle_are_pickled_with_the_memo(tmp_path: Path) -> Non
     "indices", [range(0, 1), range(7, 4103), range(2**32 - 5000, 2**32)]
 )
 def test_a_range_of_indices_gives_the_bytes_of_its_list(indices: range) -> None:
-    from thread_chunks._pickling import number_group
+    from thread_chunks._pickling import _NUMBERS, HEAD, number_group
 
     numbers = [i * 3 - 2**40 for i in range(len(indices))]
     floats = [i / 7 for i in range(len(indices))]
     for results, kind in ((numbers, b"I"), (floats, b"D")):
         made = number_group(indices, results, kind, 0xBEEF)
-        assert made == number_group(list(indices), results, kind, 0xBEEF)
+        listed = number_group(list(indices), results, kind, 0xBEEF)
+        at = HEAD.size + _NUMBERS.size  # the frames, after the table
+        assert made[at:] == listed[at:]
+        # The tables differ in the first index only: a list gives none.
+        assert made[HEAD.size : at - 8] == listed[HEAD.size : at - 8]
 
 
 @pytest.mark.parametrize("indices", [range(-1, 3), range(2**32 - 1, 2**32 + 1)])

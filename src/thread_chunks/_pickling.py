@@ -263,7 +263,9 @@ def result_seed(seed: int, index: int, kind: bytes = b"R") -> int:
 
 NUMBER_KINDS = {int: (b"I", "q"), float: (b"D", "d")}
 """Results of these exact types are framed as 8 bytes, not as pickles."""
-_NUMBERS = struct.Struct("<QIc")  # how many, the CRC-32 of their frames, I or D
+_NUMBERS = struct.Struct("<QIcq")
+"""An ``N`` frame's body: how many frames, the CRC-32 of their bytes, ``I`` or
+``D``, and the first index if theirs follow one another (else -1)."""
 _NUMBER = {kind: struct.Struct(f"<cQIcq{code}") for kind, code in NUMBER_KINDS.values()}
 NUMBER_SIZE = 30
 """The size of an ``I`` or ``D`` frame: its head, the index, the number."""
@@ -276,9 +278,9 @@ def number_group(
 
     For results that are all ``int`` in 64 bits (``OverflowError`` otherwise),
     or all ``float``; indices below 2**32. Each number has its frame and its
-    check (:func:`number_check`); the ``N`` frame holds their count and the
-    CRC-32 of their bytes, so that a reader takes them all in with one
-    ``struct.iter_unpack``.
+    check (:func:`number_check`); the ``N`` frame holds their count, the
+    CRC-32 of their bytes, and for a ``range`` of indices its first, so that
+    a reader takes them all in at once (:func:`decode_numbers`).
 
     Made column by column, at C speed: each field is written into its place
     in every frame at once, with a strided slice, and the checks of all the
@@ -305,7 +307,8 @@ def number_group(
     for offset, planes in ((9, checks), (14, index_planes), (22, value_planes)):
         for k, plane in enumerate(planes):
             region[offset + k :: NUMBER_SIZE] = plane
-    table = _NUMBERS.pack(count, zlib.crc32(region), kind)
+    first = indices[0] if type(indices) is range and indices.step == 1 else -1
+    table = _NUMBERS.pack(count, zlib.crc32(region), kind, first)
     return frame(b"N", table, seed) + region
 
 
@@ -400,19 +403,25 @@ def decode_numbers(
 
     ``None`` if their bytes are not those that were written. Each column is
     gathered from its byte planes and converted at C speed; indices that
-    follow one another, as most groups' do, come back as a ``range``.
+    follow one another, as most groups' do, come back as a ``range``: from
+    the table, when it names the first (the frames' bytes, which hold them
+    too, are those that were written: their CRC-32 says so).
     """
-    count, check, kind = _NUMBERS.unpack_from(table)
+    count, check, kind, first = _NUMBERS.unpack_from(table)
     if len(region) != NUMBER_SIZE * count or zlib.crc32(region) != check:
         return None
-    index_bytes, value_bytes = bytearray(8 * count), bytearray(8 * count)
+    value_bytes = bytearray(8 * count)
     for k in range(8):
-        index_bytes[k::8] = region[14 + k :: NUMBER_SIZE]
         value_bytes[k::8] = region[22 + k :: NUMBER_SIZE]
     values = array("q" if kind == b"I" else "d")
     values.frombytes(value_bytes)
     if sys.byteorder != "little":
         values.byteswap()
+    if first >= 0:
+        return range(first, first + count), values.tolist()
+    index_bytes = bytearray(8 * count)
+    for k in range(8):
+        index_bytes[k::8] = region[14 + k :: NUMBER_SIZE]
     first = int.from_bytes(index_bytes[:8], "little", signed=True)
     ones, steps = _counting(count)
     if int.from_bytes(index_bytes, "little") == first * ones + steps and first >= 0:

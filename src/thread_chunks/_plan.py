@@ -212,7 +212,8 @@ def check_parameters(parameters: Parameters) -> tuple[list[Row], bool, bool]:
         )
     checked = list(parameters)
     kinds = list(map(type, checked))
-    if kinds.count(list) + kinds.count(tuple) == len(kinds):
+    lists = kinds.count(list)  # counted: fewer steps than a set of every type
+    if lists == len(kinds) or lists + kinds.count(tuple) == len(kinds):
         return checked, False, True  # the usual case, at C speed
     keywords = False
     for i, row in enumerate(checked):

@@ -288,7 +288,9 @@ class CheckpointData:
     ) -> Self:
         """A checkpoint for a file's summary and its ``(bound, parameters, error)``."""
         bound, rows, bound_error = parameters
-        checkpoint = cls(summary["function"], rows)
+        checkpoint = cls(summary["function"], ())
+        # Read from the file, or the run's own list: no copy of it needed.
+        checkpoint.parameters = rows if type(rows) is list else list(rows)
         if summary.get("module") is None:  # made by hand or by 1.x: the name only
             return checkpoint
         checkpoint.function = FunctionIdentity(
