@@ -4,10 +4,14 @@ A checkpoint file is one pickle stream of frames (see ``_pickling``), so that
 ``pickle.load`` and ``saveable_objects`` read a finished one::
 
     PROTO 5, GLOBAL thread_chunks.Checkpoint._from_file, MARK
-    frame H    format, the file's random key, a JSON summary    written once
+    frame H    format, the file's random key, a JSON summary    written once*
     frame P    the parameters (and what is bound to func)       written once
     frames     G and R (results), F (failures), then C          one group a commit
     TUPLE, REDUCE, STOP                                         when finished
+
+(*The header of a new file is written again, at the same length, if its
+parameters need the pickle memo after all: before the file is renamed into
+place, so that no reader sees the first one.)
 
 A reader walks it by lengths: every frame is found where the structure puts
 it, and the parameters are one frame whose inside is never searched. Only
