@@ -8,6 +8,7 @@ import pickle
 import struct
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -401,18 +402,49 @@ def test_a_group_of_consecutive_calls_says_its_first_index_in_its_table(
 ) -> None:
     # A reader takes the indices of such a group from its table: the frames'
     # own index bytes (covered by the group's CRC-32) are not decoded.
+    import zlib
+
     from thread_chunks._pickling import _NUMBERS, HEAD, decode_numbers, number_group
 
     numbers = [float(i) for i in indices]
     data = number_group(indices, numbers, b"D", 99)
     table = data[HEAD.size : HEAD.size + _NUMBERS.size]
+    region = bytearray(data[HEAD.size + _NUMBERS.size :])
     count, _, kind, first = _NUMBERS.unpack(table)
     assert (count, kind) == (len(indices), b"D")
     assert first == (indices[0] if type(indices) is range else -1)
-    decoded = decode_numbers(data[HEAD.size + _NUMBERS.size :], table)
+    decoded = decode_numbers(bytes(region), table)
     assert decoded is not None
     assert list(decoded[0]) == list(indices)
     assert decoded[1] == numbers
+    # Whatever the frames' index bytes say (and their CRC-32 with them):
+    region[14] ^= 0xFF  # the first frame's index
+    changed = _NUMBERS.pack(count, zlib.crc32(region), kind, first)
+    decoded = decode_numbers(bytes(region), changed)
+    assert decoded is not None
+    assert (list(decoded[0]) == list(indices)) == (first >= 0)
+
+
+def test_a_table_of_numbers_from_before_first_indices_is_still_read() -> None:
+    # Tables of 13 bytes (count, CRC-32, kind), as files written before
+    # groups named their first index have them: the indices are decoded.
+    from thread_chunks._pickling import (
+        _NUMBERS,
+        HEAD,
+        decode_numbers,
+        number_group,
+        numbers_size,
+    )
+
+    indices = range(5, 105)
+    data = number_group(indices, [i * 7 for i in indices], b"I", 3)
+    short = data[HEAD.size : HEAD.size + 13]
+    region = data[HEAD.size + _NUMBERS.size :]
+    assert numbers_size(short) == len(region)
+    decoded = decode_numbers(region, short)
+    assert decoded is not None
+    assert decoded[0] == indices
+    assert decoded[1] == [i * 7 for i in indices]
 
 
 @pytest.mark.parametrize("complete", [True, False])
@@ -592,7 +624,7 @@ def test_rows_that_share_one_large_value_keep_it_once_in_the_file(
 ) -> None:
     # Without the memo, a value that every row holds would be written once a
     # row: that pickle is given up as soon as it outgrows plain rows.
-    shared = [float(i) for i in range(20_000)]
+    shared = "a value many rows share " * 8_000
     rows = [[shared, i] for i in range(100)]
     seen = _count_parameter_pickles(monkeypatch)
     path = tmp_path / "c.pkl"
@@ -606,6 +638,108 @@ def test_rows_that_share_one_large_value_keep_it_once_in_the_file(
     _CALLS.clear()
     assert chunk(_arguments, rows, progress_bar=False, path=path) == [2] * len(rows)
     assert not _CALLS
+
+
+def test_a_new_file_whose_rows_needed_the_memo_ends_where_its_frames_end(
+    tmp_path: Path,
+) -> None:
+    # The pickle given up was longer than the one kept: none of its bytes may
+    # stay after the file's end, where a reader would take them for damage.
+    from thread_chunks._journal import TAIL, read_contents
+
+    shared = "x" * 1000
+    rows = [[shared, i] for i in range(1000)]
+    path = tmp_path / "c.pkl"
+    Checkpoint("f", rows).save(str(path))
+    with path.open("rb") as file:
+        contents = read_contents(file)
+    assert contents.finished
+    assert not contents.tail_damaged
+    assert contents.end + len(TAIL) == path.stat().st_size
+    assert path.stat().st_size < 3 * len(pickle.dumps(rows))
+
+
+def test_a_large_value_is_not_written_before_its_pickle_is_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The limit is checked before each write: a value that would pass it goes
+    # to the file once, in the pickle with the memo, not also in the other.
+    from thread_chunks import _pickling
+
+    written: list[int] = []
+    real_write = _pickling.FrameWriter.write
+
+    def counted(self: Any, data: Any) -> int:
+        written.append(memoryview(data).nbytes)
+        return int(real_write(self, data))
+
+    monkeypatch.setattr(_pickling.FrameWriter, "write", counted)
+    big = b"x" * (8 << 20)
+    rows = [[big]] + [[i] for i in range(10)]
+    path = tmp_path / "c.pkl"
+    Checkpoint("f", rows).save(str(path))
+    assert sum(written) < 1.5 * len(big)
+
+
+def test_rows_of_other_values_than_plain_ones_go_straight_to_the_memo(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Rows whose first one holds something else than plain values (numpy
+    # scalars, objects) are not pickled without the memo first: that pickle
+    # would mostly be given up, at twice the cost.
+    seen = _count_parameter_pickles(monkeypatch)
+    rows = [[Fraction(i, 3)] for i in range(20)]
+    path = tmp_path / "c.pkl"
+    chunk(_arguments, rows, progress_bar=False, path=path)
+    assert seen == [20]
+    assert _header_of(path)["memo"] is True
+
+
+def test_rows_that_need_cloudpickle_resume_by_their_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pickled without the memo, rows holding a lambda still compare as bytes
+    # on a resume: the saved rows are not loaded (which would run cloudpickle
+    # code from the file) just to find them the same.
+    from thread_chunks import _store
+
+    rows = [[i, i / 2] for i in range(50)] + [[lambda x: x, 0]]
+    path = tmp_path / "c.pkl"
+    first = chunk(_arguments, rows, progress_bar=False, path=path)
+    assert _header_of(path)["memo"] is False
+
+    def not_loaded(*args: Any) -> Any:
+        raise AssertionError("the saved parameters were loaded")
+
+    monkeypatch.setattr(_store, "load_parameters", not_loaded)
+    _CALLS.clear()
+    assert chunk(_arguments, rows, progress_bar=False, path=path) == first
+    assert not _CALLS
+
+
+def test_large_parameters_are_compared_a_piece_at_a_time(tmp_path: Path) -> None:
+    # A resume compares the parameters' pickle with the file's bytes: a large
+    # value is read and compared a MiB at a time, never copied whole.
+    import tracemalloc
+
+    from thread_chunks._journal import memo_of, read_contents, same_pickle
+
+    big = bytes(range(256)) * (64 << 12)  # 16 MiB
+    rows = [[big, 1]]
+    path = tmp_path / "c.pkl"
+    Checkpoint("f", rows).save(str(path))
+    with path.open("rb") as file:
+        contents = read_contents(file)
+        at, memo = contents.parameters_at, memo_of(contents.summary)
+        tracemalloc.start()
+        try:
+            same = same_pickle(file, at, (), rows, memo)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert same
+        assert peak < len(big) / 4
+        assert not same_pickle(file, at, (), [[big[:-1] + b"?", 1]], memo)
 
 
 def test_rows_that_hold_a_cycle_are_pickled_with_the_memo(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ import struct
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import itemgetter
@@ -182,12 +182,13 @@ def _write_parameters_frame(
 ) -> bool:
     """Write a new file's ``P`` frame; return whether it took the pickle memo.
 
-    Rows that are all lists and tuples are pickled without the memo, which
-    costs a quarter of the time, unless that pickle meets a cycle or outgrows
-    what plain values take: then, and for any other rows, with the memo.
+    Rows that are all lists and tuples, the first of them holding plain
+    values, are pickled without the memo, which costs a quarter of the time,
+    unless that pickle fails (a cycle, say) or outgrows what plain values take
+    (``_pickling.RowsOutput``): then, and for any other rows, with the memo.
     There is no pass over what the rows hold before.
     """
-    if plain_rows:
+    if plain_rows and (not parameters or set(map(type, parameters[0])) <= PLAIN_TYPES):
         try:
             writer.streamed_fast(
                 b"P",
@@ -217,8 +218,9 @@ def _write_start(
 
     The header says whether the parameters took the pickle memo (see
     :func:`_write_parameters_frame`), so that a resume pickles them the same
-    way to compare them. It is written first as they are expected to, and
-    written again, padded to the same length, if they needed it after all.
+    way to compare them. It is written before them, saying what is tried
+    first, and again at the same length if they took the memo after all;
+    the bytes of a pickle given up are cut off.
     ``plain_rows``: the rows are known to be all lists and tuples.
     """
     plain_rows = plain_rows or plain_rows_in(parameters)
@@ -226,8 +228,11 @@ def _write_start(
     writer = FrameWriter(fd, write_at(fd, OPENING + header, 0), key_check(key))
     memo = _write_parameters_frame(writer, bound, parameters, plain_rows)
     writer.flush()
+    if os.fstat(fd).st_size > writer.offset:
+        os.ftruncate(fd, writer.offset)  # what remains of a pickle given up
     if memo and plain_rows:
         again = header_frame({**summary, "memo": True}, key, len(header))
+        assert len(again) == len(header)
         write_at(fd, OPENING + again, 0)
     return writer.offset
 
@@ -1003,11 +1008,11 @@ def same_pickle(
         except _Differs:
             return False
         except Exception:
-            if memo is False:  # not rows of numbers (a cycle, say): not the same
+            if fast:
+                continue  # as written: without the fast pickler (cloudpickle)
+            if memo is False:  # no pickle without the memo (a cycle, say)
                 return False
-            if not fast:
-                raise
-            continue  # as written: without the fast pickler
+            raise
         return comparer.left == 0
     return False
 
@@ -1016,18 +1021,31 @@ class _Differs(Exception):
     pass
 
 
+_COMPARED = 1 << 20  # bytes compared at a time, at most
+
+
 class _Comparer:
     def __init__(self, file: IO[bytes], length: int) -> None:
         self.file = file
         self.left = length
 
     def write(self, data: Any) -> int:
-        if type(data) is not bytes:  # compared as bytes: a memoryview's == is slow
-            data = memoryview(data).tobytes()
-        if len(data) > self.left or self.file.read(len(data)) != data:
+        if type(data) is bytes and len(data) <= _COMPARED:
+            pieces: Iterable[bytes] = (data,)
+            size = len(data)
+        else:  # as bytes (a memoryview's == is slow), a piece at a time
+            view = memoryview(data).cast("B")
+            size = len(view)
+            pieces = (
+                bytes(view[at : at + _COMPARED]) for at in range(0, size, _COMPARED)
+            )
+        if size > self.left:
             raise _Differs
-        self.left -= len(data)
-        return len(data)
+        for piece in pieces:
+            if self.file.read(len(piece)) != piece:
+                raise _Differs
+        self.left -= size
+        return size
 
 
 class _CheckedReader:

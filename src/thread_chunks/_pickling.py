@@ -165,17 +165,17 @@ class Outgrown(Exception):
 
 
 class RowsOutput:
-    """Where the pickle of rows (lists and tuples) goes without the memo, while
-    it stays as small as plain values would make it.
+    """Where rows (lists and tuples) are pickled without the memo, while small.
 
     Without the memo, a value that many rows hold is written once for each
     of them. Numbers and short strings take at most 12 bytes an item and 4
-    a row; a pickle of ``rows`` that grows beyond 64 bytes a row, then
+    a row; a pickle of ``rows`` that would grow beyond 64 bytes a row, then
     beyond that (the items are counted only then), with 64 KiB to spare,
     holds something larger, maybe many times over: :class:`Outgrown` is
-    raised, and the caller pickles them with the memo instead. So the bytes
-    of rows without the memo are at most a few times those of their values,
-    and the choice depends on the rows alone.
+    raised before the write that would pass the limit, and the caller pickles
+    the rows with the memo instead. So the bytes of rows without the memo are
+    at most a few times those of their values, and the choice depends on the
+    rows alone.
     """
 
     def __init__(self, out: Any, rows: Sequence[Sequence[Any]]) -> None:
@@ -186,16 +186,17 @@ class RowsOutput:
         self.written = 0
 
     def write(self, data: Any) -> int:
-        """Pass ``data`` on; raise :class:`Outgrown` past the limit."""
-        written: int = self._out.write(data)
-        self.written += written
-        if self.written > self._limit and not self._items_counted:
+        """Pass ``data`` on, unless it would pass the limit: :class:`Outgrown`."""
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
+        if self.written + size > self._limit and not self._items_counted:
             self._items_counted = True
             items = sum(map(len, self._rows))
             each = _ROWS_SPARE + _PER_PLAIN_ROW * len(self._rows) + _PER_ITEM * items
             self._limit = max(self._limit, each)
-        if self.written > self._limit:
+        if self.written + size > self._limit:
             raise Outgrown(f"more than {self._limit} bytes")
+        written: int = self._out.write(data)
+        self.written += written
         return written
 
 
@@ -265,7 +266,9 @@ NUMBER_KINDS = {int: (b"I", "q"), float: (b"D", "d")}
 """Results of these exact types are framed as 8 bytes, not as pickles."""
 _NUMBERS = struct.Struct("<QIcq")
 """An ``N`` frame's body: how many frames, the CRC-32 of their bytes, ``I`` or
-``D``, and the first index if theirs follow one another (else -1)."""
+``D``, and the first of their indices if they are a ``range`` (else -1). Files
+written before that field have the first three only."""
+_NUMBERS_BEFORE = struct.Struct("<QIc")
 _NUMBER = {kind: struct.Struct(f"<cQIcq{code}") for kind, code in NUMBER_KINDS.values()}
 NUMBER_SIZE = 30
 """The size of an ``I`` or ``D`` frame: its head, the index, the number."""
@@ -407,7 +410,8 @@ def decode_numbers(
     the table, when it names the first (the frames' bytes, which hold them
     too, are those that were written: their CRC-32 says so).
     """
-    count, check, kind, first = _NUMBERS.unpack_from(table)
+    count, check, kind = _NUMBERS_BEFORE.unpack_from(table)
+    first = -1 if len(table) < _NUMBERS.size else _NUMBERS.unpack_from(table)[3]
     if len(region) != NUMBER_SIZE * count or zlib.crc32(region) != check:
         return None
     value_bytes = bytearray(8 * count)
@@ -451,7 +455,7 @@ def _counting(count: int, width: int = 8) -> tuple[int, int]:
 
 def numbers_size(table: bytes | memoryview) -> int:
     """How many bytes the frames that an ``N`` frame lists take."""
-    count: int = _NUMBERS.unpack_from(table)[0]
+    count: int = _NUMBERS_BEFORE.unpack_from(table)[0]
     return NUMBER_SIZE * count
 
 
@@ -616,12 +620,15 @@ class FrameWriter:
     def streamed_fast(
         self, kind: bytes, fill: Callable[[FrameWriter, bool], None]
     ) -> None:
-        """:meth:`streamed` with ``fill(self, fast=True)``, else with ``False``."""
+        """:meth:`streamed` with ``fill(self, fast=True)``, else with ``False``.
+
+        :class:`Outgrown` is raised as it is: the other would outgrow too.
+        """
         try:
             self.streamed(kind, lambda out: fill(out, True))
         except Exception as exc:
             if self.io_error or isinstance(exc, Outgrown):
-                raise  # Outgrown: it would outgrow the limit again
+                raise
             self.streamed(kind, lambda out: fill(out, False))
 
     def streamed(self, kind: bytes, fill: Callable[[FrameWriter], None]) -> None:
