@@ -310,7 +310,7 @@ def number_group(
     for offset, planes in ((9, checks), (14, index_planes), (22, value_planes)):
         for k, plane in enumerate(planes):
             region[offset + k :: NUMBER_SIZE] = plane
-    first = indices[0] if type(indices) is range and indices.step == 1 else -1
+    first = indices[0] if type(indices) is range and indices.step == 1 and count else -1
     table = _NUMBERS.pack(count, zlib.crc32(region), kind, first)
     return frame(b"N", table, seed) + region
 
