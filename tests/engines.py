@@ -122,8 +122,10 @@ def marked_slow(log: str, die_on: int, how: str, seconds: float, x: int) -> int:
 def hang_on(pid_file: str, bad: int, x: int) -> int:
     """Call ``bad`` writes its worker's pid to ``pid_file`` and never returns."""
     if x == bad:
-        with open(pid_file, "w") as file:
+        # Written aside, then renamed: the file never exists empty for a reader.
+        with open(pid_file + ".tmp", "w") as file:
             file.write(str(os.getpid()))
+        os.replace(pid_file + ".tmp", pid_file)
         while True:
             time.sleep(1)
     return os.getpid()
