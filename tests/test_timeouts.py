@@ -14,10 +14,11 @@ from types import FrameType
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from tests.helpers import Spy
-from thread_chunks import achunk, chunk
+from thread_chunks import _threads, achunk, chunk
 from thread_chunks._threads import Watchdog
 
 set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
@@ -253,7 +254,12 @@ def test_a_watchdog_firing_while_the_call_is_in_c_raises_once_in_that_call() -> 
 
 
 @pytest.mark.anyio
-async def test_cancelling_a_timed_run_lets_running_calls_finish_and_stops() -> None:
+async def test_cancelling_a_timed_run_lets_running_calls_finish_and_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Slices of calls end only when the run stops: the stop must come from
+    # the cancellation itself, seen on the event loop, not from a slice's end.
+    monkeypatch.setattr(_threads, "TIME_SLICE", BOUND)
     ran: list[int] = []
     running = threading.Event()
     release = threading.Event()
@@ -269,6 +275,8 @@ async def test_cancelling_a_timed_run_lets_running_calls_finish_and_stops() -> N
     async def cancel_when_running(scope: anyio.CancelScope) -> None:
         await anyio.to_thread.run_sync(running.wait, BOUND)
         scope.cancel()
+        with anyio.CancelScope(shield=True):  # one turn of the event loop
+            await anyio.lowlevel.cancel_shielded_checkpoint()
         release.set()
 
     with anyio.fail_after(BOUND):

@@ -160,6 +160,8 @@ async def run_plan(
         try:
             async with anyio.create_task_group() as keeping:
                 ended = anyio.Event()
+                if isinstance(strategy, Threads):
+                    keeping.start_soon(_stop_when_cancelled, workers, ended)
                 if isinstance(strategy, Threads) and strategy.in_runs:
                     # Results before a slow call in a run are kept meanwhile.
                     keeping.start_soon(strategy.keep_results_of_runs, ended)
@@ -173,6 +175,22 @@ async def run_plan(
             del workers.strategy
     workers.raise_failures()
     return outputs
+
+
+async def _stop_when_cancelled(workers: Workers, ended: anyio.Event) -> None:
+    """Until ``ended``: stop the run's calls as soon as the event loop sees it
+    cancelled.
+
+    A worker thread checks for cancellation after a slow call and after a
+    run of tiny ones; a thread that is between calls when the run is
+    cancelled would otherwise start tiny calls until its next check. The
+    stop flag is checked before every call.
+    """
+    try:
+        await ended.wait()
+    except anyio.get_cancelled_exc_class():
+        workers.stop()
+        raise
 
 
 class Workers:
