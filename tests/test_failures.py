@@ -204,3 +204,36 @@ async def test_a_long_sync_call_can_notice_cancellation_itself(tmp_path: Path) -
             )
     assert scope.cancelled_caught
     assert Checkpoint.load(path).completed == [True, False, False]
+
+
+@pytest.mark.anyio
+async def test_a_retry_that_fails_after_the_run_is_cancelled_is_not_saved_as_final(
+    tmp_path: Path,
+) -> None:
+    # The call was cut short by the cancellation, not given up after all its
+    # attempts: nothing says it failed for good, and a rerun tries it again.
+    attempts: list[int] = []
+    running, release = threading.Event(), threading.Event()
+
+    def f(x: int) -> int:
+        attempts.append(x)
+        if len(attempts) == 2:  # the first retry: held until the run is cancelled
+            running.set()
+            assert release.wait(30)
+        raise ValueError(f"attempt {len(attempts)}")
+
+    async def cancel_during_the_retry(scope: anyio.CancelScope) -> None:
+        await anyio.to_thread.run_sync(running.wait, 30)
+        scope.cancel()
+        with anyio.CancelScope(shield=True):  # the run's tasks see it first
+            await anyio.wait_all_tasks_blocked()
+        release.set()
+
+    path = tmp_path / "c.pkl"
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(cancel_during_the_retry, task_group.cancel_scope)
+            await achunk(f, [[0]], chunk_size=1, retries=2, retry_delay=0.001,
+                         errors="return", path=path, progress_bar=False)  # fmt: skip
+    assert len(attempts) == 2
+    assert Checkpoint.load(path).failures == {}

@@ -14,7 +14,6 @@ from types import FrameType
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import pytest
 
 from tests.helpers import Spy
@@ -275,8 +274,8 @@ async def test_cancelling_a_timed_run_lets_running_calls_finish_and_stops(
     async def cancel_when_running(scope: anyio.CancelScope) -> None:
         await anyio.to_thread.run_sync(running.wait, BOUND)
         scope.cancel()
-        with anyio.CancelScope(shield=True):  # one turn of the event loop
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+        with anyio.CancelScope(shield=True):  # the run's tasks see it first
+            await anyio.wait_all_tasks_blocked()
         release.set()
 
     with anyio.fail_after(BOUND):

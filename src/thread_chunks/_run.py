@@ -25,6 +25,7 @@ from operator import length_hint
 from typing import Any, cast
 
 import anyio
+import anyio.lowlevel
 
 from ._actors import Coroutines, LabelledActor, Row, Strategy
 from ._executor import Batches, BatchSizes, opened_executor
@@ -351,14 +352,16 @@ class Workers:
                 self.completed([index], [result])
                 self.reported([index], [result])
                 return True
-        return self._give_up(index, exc)
+        if attempts <= self.plan.retries:  # cut short: if cancelled, not a failure
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        return self._give_up(index, exc, attempts)
 
-    def _give_up(self, index: int, exc: Exception) -> bool:
-        """Handle the failure of call ``index`` as ``errors`` says; go on?"""
+    def _give_up(self, index: int, exc: Exception, attempts: int) -> bool:
+        """Handle the failure of call ``index`` (after ``attempts``) as ``errors``
+        says; go on?"""
         self._note(index, exc)
         if self.store is not None:
-            failure = CallFailure.of(exc, self.plan.retries + 1)
-            self.store.record_failure(index, failure)
+            self.store.record_failure(index, CallFailure.of(exc, attempts))
         if self.plan.errors == "raise":
             self.stop((index, exc))
             return False
