@@ -179,13 +179,12 @@ async def run_plan(
 
 
 async def _stop_when_cancelled(workers: Workers, ended: anyio.Event) -> None:
-    """Until ``ended``: stop the run's calls as soon as the event loop sees it
-    cancelled.
+    """Until ``ended``: stop the calls once the event loop sees the run cancelled.
 
-    A worker thread checks for cancellation after a slow call and after a
-    run of tiny ones; a thread that is between calls when the run is
-    cancelled would otherwise start tiny calls until its next check. The
-    stop flag is checked before every call.
+    A worker thread checks for cancellation itself only after a slow call and
+    after 32 tiny ones: one that is between calls when the run is cancelled
+    would start tiny calls until then. The stop flag is checked before each
+    call, or each run of tiny calls.
     """
     try:
         await ended.wait()
@@ -357,8 +356,10 @@ class Workers:
         return self._give_up(index, exc, attempts)
 
     def _give_up(self, index: int, exc: Exception, attempts: int) -> bool:
-        """Handle the failure of call ``index`` (after ``attempts``) as ``errors``
-        says; go on?"""
+        """Handle call ``index``'s failure after ``attempts`` as ``errors`` says.
+
+        Returns whether the run goes on.
+        """
         self._note(index, exc)
         if self.store is not None:
             self.store.record_failure(index, CallFailure.of(exc, attempts))
