@@ -15,6 +15,7 @@ from ._executor import check_executor
 from ._identity import FunctionIdentity, identify
 from ._journal import resolve_path
 from ._options import Options, check_chunk_size, config
+from ._pickling import plain_rows_in
 from ._ray import ray_actor_func, set_ray_actor_func
 
 __all__ = [
@@ -211,9 +212,7 @@ def check_parameters(parameters: Parameters) -> tuple[list[Row], bool, bool]:
             "func(**kwargs) once, pass [kwargs]"
         )
     checked = list(parameters)
-    kinds = list(map(type, checked))
-    lists = kinds.count(list)  # counted: fewer steps than a set of every type
-    if lists == len(kinds) or lists + kinds.count(tuple) == len(kinds):
+    if plain_rows_in(checked):
         return checked, False, True  # the usual case, at C speed
     keywords = False
     for i, row in enumerate(checked):
